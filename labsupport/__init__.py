@@ -1,0 +1,27 @@
+"""labsupport: the FastAPI Advanced Patterns workbook's shared package.
+
+In a notebook:  import labsupport as lab
+    lab.serve(app)            run an app on a loopback port (see serving.py)
+    lab.seconds(60)           a production delay on the lab time scale
+    lab.redis_url(), lab.database_url(), lab.create_engine(), lab.mailbox(), lab.smtp_address()
+    lab.check("01-welcome-email")   run an exercise's checks
+"""
+from .errors import LabError
+from .exercises import check
+from .serving import Server, serve, stop_all
+from .services import (
+    create_engine,
+    database_url,
+    mailbox,
+    redis_url,
+    seconds,
+    smtp_address,
+    time_scale,
+    using_real_database,
+    using_real_redis,
+)
+
+__all__ = [
+    "LabError", "Server", "check", "create_engine", "database_url", "mailbox", "redis_url",
+    "seconds", "serve", "smtp_address", "stop_all", "time_scale", "using_real_database", "using_real_redis",
+]
