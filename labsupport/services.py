@@ -47,8 +47,43 @@ def seconds(production_seconds: float) -> float:
 
 # -- Redis -------------------------------------------------------------------------------------
 
+def _teach_fakeredis_info() -> None:
+    """fakeredis (2.40) has no INFO command, which arq's worker calls at start-up; add a minimal one."""
+    from fakeredis._commands import command
+    from fakeredis.commands_mixins.server_mixin import ServerCommandsMixin
+
+    if hasattr(ServerCommandsMixin, "info"):
+        return
+
+    @command((), (bytes,))
+    def info(self, *sections: bytes) -> bytes:
+        return b"# Server\r\nredis_version:7.4.0\r\n# Clients\r\nconnected_clients:1\r\n# Memory\r\nused_memory_human:1M\r\n"
+
+    ServerCommandsMixin.info = info
+
+
+class FakeRedisServer:
+    """A fakeredis server (with Lua) on a loopback port: a real redis:// URL for any client."""
+
+    def __init__(self):
+        from fakeredis import TcpFakeServer
+
+        _teach_fakeredis_info()
+        self._server = TcpFakeServer(("127.0.0.1", 0), server_type="redis")
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="lab-fakeredis", daemon=True)
+        self._thread.start()
+        host, port = self._server.server_address[:2]
+        self.url = f"redis://{host}:{port}/0"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
 _redis_lock = threading.Lock()
-_fake_redis = None  # (TcpFakeServer, thread, url)
+_fake_redis: FakeRedisServer | None = None
 
 
 def redis_url() -> str:
@@ -61,15 +96,8 @@ def redis_url() -> str:
         return os.environ["LAB_REDIS_URL"]
     with _redis_lock:
         if _fake_redis is None:
-            from fakeredis import TcpFakeServer
-
-            server = TcpFakeServer(("127.0.0.1", 0), server_type="redis")
-            server.daemon_threads = True
-            thread = threading.Thread(target=server.serve_forever, name="lab-fakeredis", daemon=True)
-            thread.start()
-            host, port = server.server_address[:2]
-            _fake_redis = (server, thread, f"redis://{host}:{port}/0")
-        return _fake_redis[2]
+            _fake_redis = FakeRedisServer()
+        return _fake_redis.url
 
 
 def using_real_redis() -> bool:
@@ -150,6 +178,12 @@ class Mailbox:
         self._thread.start()
         ready.wait(5)
 
+    def close(self) -> None:
+        """Stop the server and free its port."""
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
     def _run(self, sock: socket.socket, ready: threading.Event) -> None:
         from aiosmtpd.smtp import SMTP
 
@@ -163,6 +197,8 @@ class Mailbox:
         ready.set()
         self._loop.run_forever()
         server.close()
+        self._loop.run_until_complete(server.wait_closed())
+        self._loop.close()
 
     @property
     def url(self) -> str:
