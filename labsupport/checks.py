@@ -35,6 +35,12 @@ def expect(condition: object, message: str) -> None:
         raise CheckFailed(message)
 
 
+def check_client(base_url: str) -> httpx.Client:
+    """The client checks talk through: a new connection per request, so that one broken answer
+    cannot spoil the next check's request."""
+    return httpx.Client(base_url=base_url, timeout=10.0, limits=httpx.Limits(max_keepalive_connections=0))
+
+
 @dataclass
 class Context:
     """What a check may use: the app's base URL and client, and the lab's services."""
@@ -75,6 +81,8 @@ def _describe(exc: BaseException) -> str:
         return "the app did not answer in time"
     if isinstance(exc, httpx.ConnectError):
         return "could not connect to the app (is it running?)"
+    if isinstance(exc, (httpx.ReadError, httpx.RemoteProtocolError)):
+        return "the app closed the connection without a complete answer"
     if isinstance(exc, json.JSONDecodeError):
         return "the app's answer was not valid JSON"
     text = _ADDRESS.sub("<app>", str(exc)).strip()

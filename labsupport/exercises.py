@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from . import services, suites
-from .checks import _ADDRESS, Context, Results
+from .checks import _ADDRESS, Context, Results, check_client
 from .errors import LabError
 from .serving import serve
 
@@ -25,6 +25,7 @@ def check(exercise_id: str, app=None) -> Results:
         return suite.fail_all(_ADDRESS.sub("<app>", str(error)))
     mailbox = None if services.using_real_smtp() else services.mailbox()
     try:
-        return suite.run(Context(url=server.url, client=server.http_client(), mailbox=mailbox))
+        with check_client(server.url) as client:
+            return suite.run(Context(url=server.url, client=client, mailbox=mailbox))
     finally:
         server.stop()

@@ -71,6 +71,16 @@ class FakeRedisServer:
         _teach_fakeredis_info()
         self._server = TcpFakeServer(("127.0.0.1", 0), server_type="redis")
         self._server.daemon_threads = True
+        accept = self._server.get_request
+
+        def accept_without_nagle():
+            # several replies to one pipeline are separate writes: without TCP_NODELAY each
+            # waits for the client's delayed ACK, 40 ms apiece
+            connection, address = accept()
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return connection, address
+
+        self._server.get_request = accept_without_nagle
         self._thread = threading.Thread(target=self._server.serve_forever, name="lab-fakeredis", daemon=True)
         self._thread.start()
         host, port = self._server.server_address[:2]
@@ -166,10 +176,13 @@ class Mailbox:
         self.attempts = 0  # every DATA command, accepted or refused
         self.delay = 0.0
         self._failures_left = 0
+        self._successes_before_failures = 0
         self._cond = threading.Condition()
         self._loop = asyncio.new_event_loop()
         self._released: asyncio.Event | None = None
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: only then does asyncio set TCP_NODELAY on accepted connections,
+        # and without it every multi-line SMTP reply stalls 40 ms on Nagle's algorithm
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self.host, self.port = sock.getsockname()[:2]
@@ -205,9 +218,10 @@ class Mailbox:
         return f"smtp://{self.host}:{self.port}"
 
     # -- faults ---------------------------------------------------------------------------
-    def fail_next(self, count: int) -> None:
-        """Refuse the next `count` deliveries with a temporary error (451)."""
+    def fail_next(self, count: int, after: int = 0) -> None:
+        """Accept `after` more deliveries, then refuse `count` with a temporary error (451)."""
         with self._cond:
+            self._successes_before_failures = after
             self._failures_left = count
 
     def held(self):
@@ -239,6 +253,7 @@ class Mailbox:
             self.messages.clear()
             self.attempts = 0
             self._failures_left = 0
+            self._successes_before_failures = 0
             self.delay = 0.0
         self._on_loop(self._released.set)
 
@@ -267,9 +282,12 @@ class _MailHandler:
         box = self.mailbox
         with box._cond:
             box.attempts += 1
-            fail = box._failures_left > 0
-            if fail:
-                box._failures_left -= 1
+            if box._successes_before_failures > 0:
+                box._successes_before_failures -= 1
+                fail = False
+            else:
+                fail = box._failures_left > 0
+                box._failures_left -= fail
         await box._released.wait()
         if box.delay:
             await asyncio.sleep(box.delay)

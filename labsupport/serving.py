@@ -11,6 +11,7 @@ Server warnings and tracebacks are kept on the handle (server.logs, server.error
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import inspect
 import logging
 import socket
@@ -45,25 +46,26 @@ def _looks_like_asgi(app: object) -> bool:
     return len(params) == 3 and inspect.iscoroutinefunction(call)
 
 
+_current_server: contextvars.ContextVar["Server | None"] = contextvars.ContextVar("lab_server", default=None)
+
+
 class _RouteToServer(logging.Handler):
-    """Sends uvicorn's log records to the handle of the server whose thread wrote them."""
+    """Keeps every log record written inside a served app (uvicorn, the app, its workers, even from
+    their threads, which inherit the context) on that server's handle. Other records go to stderr
+    as Python's last-resort handler would print them (warnings and worse)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        with _running_lock:
-            servers = list(_running.values())
-        owner = next((s for s in servers if s._thread is not None and s._thread.ident == record.thread), None)
-        if owner is None and servers:
-            owner = servers[-1]
-        if owner is not None:
-            owner._keep(record)
+        server = _current_server.get()
+        if server is not None:
+            server._keep(record)
+        elif record.levelno >= logging.WARNING and not logging.getLogger().handlers[:-1]:
+            logging.lastResort.handle(record)
 
 
-_uvicorn_logger = logging.getLogger("uvicorn")
-_uvicorn_logger.propagate = False
-_uvicorn_logger.setLevel(logging.INFO)
-if not any(isinstance(h, _RouteToServer) for h in _uvicorn_logger.handlers):
-    _uvicorn_logger.addHandler(_RouteToServer())
-logging.getLogger("uvicorn.access").propagate = False
+_root = logging.getLogger()
+if not any(isinstance(h, _RouteToServer) for h in _root.handlers):
+    _root.addHandler(_RouteToServer())
+logging.getLogger("uvicorn").setLevel(logging.INFO)
 
 
 class Server:
@@ -75,7 +77,9 @@ class Server:
         self.logs: list[str] = []
         self.errors: list[str] = []
         self._formatter = logging.Formatter("%(levelname)s %(name)s: %(message)s")
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP so that asyncio sets TCP_NODELAY on each connection (headers and body are
+        # separate writes, which Nagle's algorithm would hold back 40 ms)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
@@ -114,6 +118,7 @@ class Server:
             time.sleep(0.002)
 
     def _run(self) -> None:
+        _current_server.set(self)  # every task and worker thread of this server inherits it
         try:
             self._uvicorn.run(sockets=[self._sock])
         except SystemExit:  # uvicorn exits this way when the app's startup fails; it logged why

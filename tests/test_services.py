@@ -36,6 +36,12 @@ def test_mailbox_refuses_on_demand_then_recovers():
             assert refused.value.smtp_code == 451
         send(box, "ada@example.com")
         assert box.attempts == 3 and len(box.messages) == 1
+        box.fail_next(1, after=1)
+        send(box, "ada@example.com")
+        with pytest.raises(smtplib.SMTPDataError):
+            send(box, "ada@example.com")
+        send(box, "ada@example.com")
+        assert box.attempts == 6 and len(box.messages) == 3
     finally:
         box.close()
 

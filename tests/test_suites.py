@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from labsupport import notebook, suites
-from labsupport.checks import Context
+from labsupport.checks import Context, check_client
 from labsupport.notebook import exercise_program, run_program
 from labsupport.serving import serve
 from labsupport import services
@@ -32,8 +32,8 @@ def judge(exercise_id: str, folder: str, exercise_source: str | None = None):
     namespace = run_program(exercise_program(notebook_with(exercise_id, folder), exercise_id, exercise_source))
     server = serve(namespace[suite.app_name], name=f"suite-{exercise_id}")
     try:
-        return suite.run(Context(url=server.url, client=server.http_client(), mailbox=services.mailbox()),
-                         include_hidden=True)
+        with check_client(server.url) as client:
+            return suite.run(Context(url=server.url, client=client, mailbox=services.mailbox()), include_hidden=True)
     finally:
         server.stop()
 

@@ -1,0 +1,445 @@
+"""Run a learner's exercise app in a process of its own, with limits, as an unprivileged user.
+
+Importing the web stack takes about a second, so a grading run starts one *zygote* process that
+imports it once (plus every module the course's notebooks import) and then forks a child per
+exercise: starting a learner's app costs milliseconds, not a second.
+
+The grader binds each app's listening socket itself and hands it to the child, so it always
+knows which address it judges, whatever the learner's code does. A child, right after the fork:
+
+- starts a session of its own (one process group to kill),
+- sets resource limits: address space, processes, file size, CPU time, no core dumps,
+- works in a private folder (cwd, HOME and TMPDIR) with only the LAB_* variables it is given,
+- when the grader runs as root, becomes a uid of its own (one per parallel job, with no account
+  and no groups): it can signal only its own processes and write only to its folder,
+
+then runs the notebook's setup cells and the learner's exercise cell, and serves the app with
+uvicorn on the socket. It reports on a pipe, one JSON line each: {"ready": true} once the app
+serves, {"error": "..."} if it cannot, and {"app_error": "..."} when the app raises while
+answering. The grader reads those lines as claims about the learner's own exercise only: the
+grade comes from the checks the grader runs over the wire.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import pwd
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import LabError
+
+# Imported by the zygote before it forks, on top of what the notebooks' cells import.
+PRELOAD = ("fastapi", "uvicorn", "httpx", "pydantic", "labsupport", "labsupport.notebook",
+           "uvicorn.protocols.http.h11_impl", "uvicorn.protocols.http.httptools_impl",
+           "uvicorn.protocols.websockets.websockets_sansio_impl", "uvicorn.lifespan.on")
+UID_BASE = 64000  # learners' code runs as UID_BASE + job slot (skipping uids that have an account)
+ZYGOTE_START_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_mb: int = 2048      # address space of each process
+    processes: int = 256       # processes and threads of one exercise (per uid when root)
+    file_size_mb: int = 64     # largest file the code may write
+    cpu_seconds: int = 600     # a backstop: the grader kills by wall time long before
+
+
+def imports_of(sources) -> list[str]:
+    """Top-level module names that these cell sources import (to preload them in the zygote)."""
+    names = set()
+    for source in sources:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module)
+    return sorted(names)
+
+
+# -- the grader's side ---------------------------------------------------------------------------
+
+
+class App:
+    """A learner's app, starting or serving in a sandboxed child process."""
+
+    def __init__(self, pid: int, url: str, status_fd: int, on_close):
+        self.pid = pid
+        self.url = url
+        self._status = status_fd
+        self._buffer = b""
+        self._on_close = on_close
+        self.app_errors: list[str] = []
+        self.closed = False
+
+    def wait_ready(self, timeout: float) -> str | None:
+        """None once the app serves; otherwise why it does not (an error, an exit, a timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for message in self._messages(max(0.0, deadline - time.monotonic())):
+                if message.get("ready") is True:
+                    return None
+                if isinstance(message.get("error"), str):
+                    return message["error"]
+            if self._eof:
+                return ("the exercise's process ended before its app was ready "
+                        "(os._exit(), a crash, or a limit)")
+            if time.monotonic() >= deadline:
+                return f"the app was not ready within {timeout:.0f} s (an endless loop in the exercise cell?)"
+
+    def collect_app_errors(self) -> list[str]:
+        """What the app reported raising while it answered the checks (read without waiting)."""
+        if not self.closed:
+            for message in self._messages(0.0):
+                error = message.get("app_error")
+                if isinstance(error, str) and error not in self.app_errors and len(self.app_errors) < 5:
+                    self.app_errors.append(error[:300])
+        return self.app_errors
+
+    _eof = False
+
+    def _messages(self, timeout: float) -> list[dict]:
+        """The complete JSON lines that arrive within `timeout` (at least one read attempt)."""
+        if self._eof:
+            return []
+        ready, _, _ = select.select([self._status], [], [], timeout)
+        if not ready:
+            return []
+        chunk = os.read(self._status, 65536)
+        if not chunk:
+            self._eof = True
+        self._buffer = (self._buffer + chunk)[-262144:]  # a flood of lines only costs its sender
+        lines = self._buffer.split(b"\n")
+        self._buffer = lines.pop()
+        messages = []
+        for line in lines:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(message, dict):
+                messages.append(message)
+        return messages
+
+    def close(self) -> None:
+        """Kill the app and everything it started."""
+        if self.closed:
+            return
+        self.closed = True
+        os.close(self._status)
+        self._on_close(self)
+
+
+class Sandbox:
+    """Starts learners' apps in sandboxed processes. One per grading run; `slots` parallel jobs."""
+
+    def __init__(self, slots: int = 1, limits: Limits = Limits(), preload: list[str] = ()):
+        self.limits = limits
+        self.as_root = os.geteuid() == 0
+        self.uids = _free_uids(slots) if self.as_root else [None] * slots
+        self._root = Path(tempfile.mkdtemp(prefix="labsupport-grade-"))
+        self._root.chmod(0o711)  # children may enter their own folder, but not list the others
+        self._preload = [*PRELOAD, *preload]
+        self._lock = threading.Lock()
+        self._count = 0
+        self._zygote: subprocess.Popen | None = None
+        self._channel: socket.socket | None = None
+        self._start_zygote()
+
+    # -- the zygote ----------------------------------------------------------------------------
+    def _start_zygote(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        log = open(self._root / "zygote.log", "wb")
+        env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8",
+               "MALLOC_ARENA_MAX": "2"}  # few malloc arenas: threads do not eat the address space
+        self._zygote = subprocess.Popen(
+            [sys.executable, "-I", "-m", "labsupport.sandbox", str(theirs.fileno()), *self._preload],
+            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+            cwd=self._root, start_new_session=True,
+        )
+        theirs.close()
+        log.close()
+        ours.settimeout(ZYGOTE_START_TIMEOUT)
+        try:
+            hello = ours.recv(1024)
+        except OSError:
+            hello = b""
+        if hello != b"ready":
+            self._zygote.kill()
+            detail = (self._root / "zygote.log").read_text(errors="replace").strip().splitlines()[-3:]
+            raise LabError("the grader could not start its sandbox process: " + " / ".join(detail))
+        ours.settimeout(10)
+        self._channel = ours
+
+    def _fork(self, request: dict, fds: list[int]) -> int:
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    socket.send_fds(self._channel, [json.dumps(request).encode()], fds)
+                    reply = json.loads(self._channel.recv(1024))
+                    return int(reply["pid"])
+                except (OSError, ValueError, KeyError):
+                    if attempt == 2:
+                        raise LabError("the grader's sandbox process stopped answering") from None
+                    self._stop_zygote()  # it died (killed by a learner's code when not root?)
+                    self._start_zygote()
+
+    def _stop_zygote(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+        if self._zygote is not None and self._zygote.poll() is None:
+            self._zygote.kill()
+            self._zygote.wait()
+
+    # -- apps ------------------------------------------------------------------------------------
+    def start_app(self, slot: int, program: list[tuple[str, str]], app_name: str, env: dict[str, str]) -> App:
+        """Fork a child that builds the app from `program` (cells as (id, source)) and serves it."""
+        with self._lock:
+            self._count += 1
+            workdir = self._root / f"run-{self._count}"
+        workdir.mkdir(mode=0o700)
+        uid = self.uids[slot]
+        if uid is not None:
+            os.chown(workdir, uid, uid)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        status_read, status_write = os.pipe()
+        request = {
+            "program": program, "app_name": app_name, "workdir": str(workdir), "uid": uid,
+            "env": {**env, "HOME": str(workdir), "TMPDIR": str(workdir), "USER": "learner",
+                    "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
+            "limits": vars(self.limits),
+        }
+        try:
+            pid = self._fork(request, [listener.fileno(), status_write])
+        finally:
+            listener.close()  # only the child holds the socket: when it dies, connections are refused
+            os.close(status_write)
+        app = App(pid, url, status_read, self._reap)
+        app.workdir, app.uid = workdir, uid
+        return app
+
+    def _reap(self, app: App) -> None:
+        try:
+            os.killpg(app.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if app.uid is not None:
+            # Whatever the code started, even in sessions of its own, runs as this uid: kill(-1) as
+            # that uid reaches all of it (and nothing else).
+            subprocess.run([sys.executable, "-I", "-S", "-c", "import os; os.kill(-1, 9)"],
+                           user=app.uid, group=app.uid, extra_groups=[], cwd="/",
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(app.workdir, ignore_errors=True)
+
+    def close(self) -> None:
+        self._stop_zygote()
+        shutil.rmtree(self._root, ignore_errors=True)
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _free_uids(count: int) -> list[int]:
+    """`count` uids from UID_BASE up that belong to no account."""
+    uids, uid = [], UID_BASE
+    while len(uids) < count:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            uids.append(uid)
+        uid += 1
+    return uids
+
+
+# -- the zygote's side ---------------------------------------------------------------------------
+
+
+def _zygote(channel_fd: int, preload: list[str]) -> None:
+    import importlib
+
+    channel = socket.socket(fileno=channel_fd)
+    for name in preload:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a module the notebooks import but this machine lacks: the cell will say
+            pass
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
+    channel.send(b"ready")
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(channel, 16 * 1024 * 1024, 2)
+        except OSError:
+            return
+        if not message:
+            return  # the grader is gone
+        pid = os.fork()
+        if pid == 0:
+            code = 70
+            try:
+                channel.close()
+                code = _child(json.loads(message), *fds)
+            finally:
+                os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        channel.send(json.dumps({"pid": pid}).encode())
+
+
+def _child(request: dict, listen_fd: int, status_fd: int) -> int:
+    import random
+    import resource
+
+    os.setsid()
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    low, high = sorted((listen_fd, status_fd))  # keep only these two of the zygote's fds
+    os.closerange(3, low)
+    os.closerange(low + 1, high)
+    os.closerange(high + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    limits = request["limits"]
+    mb = 1024 * 1024
+    # RLIMIT_NPROC counts every task of the real uid: the child's own uid when root, otherwise the
+    # grader's user, whose tasks so far must be added.
+    processes = limits["processes"] + (0 if request["uid"] is not None else _tasks_of(os.getuid()))
+    for which, value in ((resource.RLIMIT_AS, limits["memory_mb"] * mb),
+                         (resource.RLIMIT_NPROC, processes),
+                         (resource.RLIMIT_FSIZE, limits["file_size_mb"] * mb),
+                         (resource.RLIMIT_CPU, limits["cpu_seconds"]),
+                         (resource.RLIMIT_CORE, 0)):
+        resource.setrlimit(which, (value, value))
+    os.chdir(request["workdir"])
+    os.umask(0o077)
+    if request["uid"] is not None:
+        os.setgroups([])
+        os.setgid(request["uid"])
+        os.setuid(request["uid"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    tempfile.tempdir = None  # computed afresh from TMPDIR
+    random.seed()  # not the zygote's sequence
+    sys.argv = ["lab-exercise"]
+    status = os.fdopen(status_fd, "w", buffering=1)
+    return _serve_exercise(request, socket.socket(fileno=listen_fd), status)
+
+
+def _tasks_of(uid: int) -> int:
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    count += len(os.listdir(f"/proc/{entry.name}/task"))
+            except OSError:
+                pass
+    return count
+
+
+def _where(tb) -> str:
+    """' (line N of the exercise cell)' for the innermost frame in a notebook cell."""
+    where = ""
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if name.startswith("<cell "):
+            cell = "the exercise cell" if name.endswith("-solution>") else f"setup cell {name[6:-1]}"
+            where = f" (line {tb.tb_lineno} of {cell})"
+        tb = tb.tb_next
+    return where
+
+
+def _describe(error: BaseException) -> str:
+    from .checks import _ADDRESS
+
+    text = _ADDRESS.sub("<address>", str(error)).strip()
+    return (f"{type(error).__name__}: {text}" if text else type(error).__name__)[:300] + _where(error.__traceback__)
+
+
+def _serve_exercise(request: dict, listener: socket.socket, status) -> int:
+    import logging
+
+    import uvicorn
+
+    from .notebook import run_program
+    from .serving import _looks_like_asgi
+
+    def say(**message) -> None:
+        try:
+            status.write(json.dumps(message) + "\n")
+        except (OSError, ValueError):
+            pass
+
+    app_name = request["app_name"]
+    try:
+        namespace = run_program([tuple(cell) for cell in request["program"]])
+    except SystemExit as stop:
+        say(error=f"the exercise cell called sys.exit({'' if stop.code is None else stop.code!r})")
+        return 0
+    except BaseException as error:
+        say(error=f"the exercise cell raised {_describe(error)}")
+        return 0
+    app = namespace.get(app_name)
+    if app is None:
+        say(error=f"the exercise cell did not define `{app_name}`")
+        return 0
+    if not _looks_like_asgi(app):
+        say(error=f"`{app_name}` is a {type(app).__name__}, not an ASGI app such as FastAPI()")
+        return 0
+
+    class Reporter(logging.Handler):
+        """Turns uvicorn's error records into status lines: why startup failed, what the app raised."""
+
+        startup_error = ""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno < logging.ERROR:
+                return
+            if record.exc_info and record.exc_info[1] is not None:
+                say(app_error=_describe(record.exc_info[1]))
+            else:
+                lines = [line for line in record.getMessage().splitlines() if line.strip()]
+                if lines and "startup failed" not in lines[-1] and not Reporter.startup_error:
+                    Reporter.startup_error = lines[-1].strip()[:300]
+
+    uvicorn_logger = logging.getLogger("uvicorn")
+    uvicorn_logger.handlers = [Reporter()]
+    uvicorn_logger.propagate = False
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets=sockets)
+            if not self.should_exit:
+                say(ready=True)
+
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="auto",
+                            ws="websockets-sansio", timeout_graceful_shutdown=0.5)
+    try:
+        Server(config).run(sockets=[listener])
+    except BaseException as error:  # SystemExit from a failed startup, or the app's own exception
+        detail = Reporter.startup_error or _describe(error)
+        say(error=f"the app did not start: {detail}")
+    return 0
+
+
+if __name__ == "__main__":
+    _zygote(int(sys.argv[1]), sys.argv[2:])
