@@ -8,6 +8,7 @@ In a notebook:  import labsupport as lab
 """
 from .errors import LabError
 from .exercises import check
+from .logs import captured_logs
 from .serving import Server, serve, stop_all
 from .services import (
     create_engine,
@@ -22,6 +23,6 @@ from .services import (
 )
 
 __all__ = [
-    "LabError", "Server", "check", "create_engine", "database_url", "mailbox", "redis_url",
+    "LabError", "Server", "captured_logs", "check", "create_engine", "database_url", "mailbox", "redis_url",
     "seconds", "serve", "smtp_address", "stop_all", "time_scale", "using_real_database", "using_real_redis",
 ]

@@ -1,7 +1,7 @@
 """notebooks/NN_slug.ipynb from solutions/NN_slug.ipynb: stub the solution regions, re-execute.
 
-`build()` writes the learner notebooks (and stamps ids and points into the sources);
-`build(check=True)` writes nothing and lists what differs from a fresh build.
+`build()` re-executes each source notebook (stamping cell ids and points into it) and writes the
+learner notebook made from it; `build(check=True)` writes nothing and lists what differs.
 """
 from __future__ import annotations
 
@@ -50,30 +50,30 @@ def _comparable(nb) -> str:
 
 
 def build(names: list[str] | None = None, check: bool = False) -> list[str]:
-    """Build (or with check=True, compare) the learner notebooks. Returns the problems found."""
+    """Re-execute each source notebook and build its learner notebook, or with check=True write
+    nothing and return what differs. Returns the problems found."""
     points = _points()
     problems = []
     sources = sorted(SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
     if names:
         sources = [s for s in sources if s.name in names or s.stem in names or s.name[:2] in names]
+        if not sources:
+            problems.append(f"no notebook in solutions/ matches {' '.join(names)}")
     for source_path in sources:
         source_nb = nbformat.read(source_path, as_version=4)
         notebook.validate(source_nb, points)
-        stamped = copy.deepcopy(source_nb)
-        notebook.stamp(stamped, points)
-        if _comparable(stamped) != _comparable(source_nb):
-            if check:
-                problems.append(f"{source_path.relative_to(ROOT)}: ids or points are not stamped (run labsupport build)")
-            else:
-                nbformat.write(stamped, source_path)
-        built = execute(learner_version(stamped), NOTEBOOKS)
-        target = NOTEBOOKS / source_path.name
-        if check:
-            if not target.exists():
-                problems.append(f"{target.relative_to(ROOT)} is missing")
+        solution = copy.deepcopy(source_nb)
+        notebook.stamp(solution, points)
+        learner = learner_version(solution)
+        execute(solution, SOLUTIONS)
+        execute(learner, NOTEBOOKS)
+        for built, target in ((solution, source_path), (learner, NOTEBOOKS / source_path.name)):
+            name = target.relative_to(ROOT)
+            if not check:
+                target.parent.mkdir(exist_ok=True)
+                nbformat.write(built, target)
+            elif not target.exists():
+                problems.append(f"{name} is missing")
             elif _comparable(nbformat.read(target, as_version=4)) != _comparable(built):
-                problems.append(f"{target.relative_to(ROOT)} differs from what the build makes of {source_path.name}")
-        else:
-            NOTEBOOKS.mkdir(exist_ok=True)
-            nbformat.write(built, target)
+                problems.append(f"{name} differs from a fresh build (ids, points, stubs or outputs)")
     return problems

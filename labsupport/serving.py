@@ -169,7 +169,12 @@ class Server:
 
     # -- clients ----------------------------------------------------------------------------
     def http_client(self, timeout: float = 10.0, **kwargs) -> httpx.Client:
-        """A new httpx.Client on this server, closed when the server stops."""
+        """A new httpx.Client on this server, closed when the server stops.
+
+        Each request gets a fresh connection: uvicorn closes a connection whose app raised after
+        responding (a failing background task does), and a pooled client would then fail the
+        *next* request with "connection reset"."""
+        kwargs.setdefault("limits", httpx.Limits(max_keepalive_connections=0))
         client = httpx.Client(base_url=self.url, timeout=timeout, **kwargs)
         self._clients.append(client)
         return client
