@@ -48,6 +48,12 @@ def _cmd_check(args) -> int:
     return 0 if earned == possible else 1
 
 
+def _cmd_grade(args) -> int:
+    from .grading import cli
+
+    return cli(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labsupport", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -58,6 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check", help="run a notebook headless and print its exercises' checks")
     p.add_argument("notebook")
     p.set_defaults(run=_cmd_check)
+    p = sub.add_parser("grade", help="grade learners' notebooks (or, with --url, an app deployed anywhere)")
+    p.add_argument("submissions", nargs="?", help="a folder of submitted notebooks (any names, any subfolders)")
+    p.add_argument("--out", help="where grades.csv, grades.json and feedback/ go")
+    p.add_argument("--jobs", type=int, default=1, help="submissions graded at a time (default 1)")
+    p.add_argument("--exercise-timeout", type=float, default=90, help="seconds per exercise (default 90)")
+    p.add_argument("--submission-timeout", type=float, default=300, help="seconds per submission (default 300)")
+    p.add_argument("--memory", type=int, default=1024, help="MB of address space per process (default 1024)")
+    p.add_argument("--url", help="the base URL of a deployed app to check (with --exercise)")
+    p.add_argument("--exercise", help="the exercise id whose checks to run against --url")
+    p.set_defaults(run=_cmd_grade)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -29,6 +29,7 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -49,7 +50,7 @@ ZYGOTE_START_TIMEOUT = 60.0
 
 @dataclass(frozen=True)
 class Limits:
-    memory_mb: int = 2048      # address space of each process
+    memory_mb: int = 1024      # address space of each process
     processes: int = 256       # processes and threads of one exercise (per uid when root)
     file_size_mb: int = 64     # largest file the code may write
     cpu_seconds: int = 600     # a backstop: the grader kills by wall time long before
@@ -77,12 +78,14 @@ def imports_of(sources) -> list[str]:
 class App:
     """A learner's app, starting or serving in a sandboxed child process."""
 
-    def __init__(self, pid: int, url: str, status_fd: int, on_close):
+    def __init__(self, pid: int, url: str, status_fd: int, workdir: Path, uid: int | None, on_kill):
         self.pid = pid
         self.url = url
+        self.workdir = workdir
+        self.uid = uid
         self._status = status_fd
         self._buffer = b""
-        self._on_close = on_close
+        self._on_kill = on_kill
         self.app_errors: list[str] = []
         self.closed = False
 
@@ -135,13 +138,18 @@ class App:
                 messages.append(message)
         return messages
 
+    def kill(self) -> None:
+        """Kill the app and everything it started (safe from another thread, and more than once)."""
+        self._on_kill(self)
+
     def close(self) -> None:
-        """Kill the app and everything it started."""
+        """Kill the app and free what it used."""
         if self.closed:
             return
         self.closed = True
+        self.kill()
         os.close(self._status)
-        self._on_close(self)
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 class Sandbox:
@@ -231,11 +239,9 @@ class Sandbox:
         finally:
             listener.close()  # only the child holds the socket: when it dies, connections are refused
             os.close(status_write)
-        app = App(pid, url, status_read, self._reap)
-        app.workdir, app.uid = workdir, uid
-        return app
+        return App(pid, url, status_read, workdir, uid, self._kill)
 
-    def _reap(self, app: App) -> None:
+    def _kill(self, app: App) -> None:
         try:
             os.killpg(app.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -246,7 +252,6 @@ class Sandbox:
             subprocess.run([sys.executable, "-I", "-S", "-c", "import os; os.kill(-1, 9)"],
                            user=app.uid, group=app.uid, extra_groups=[], cwd="/",
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        shutil.rmtree(app.workdir, ignore_errors=True)
 
     def close(self) -> None:
         self._stop_zygote()
@@ -274,7 +279,52 @@ def _free_uids(count: int) -> list[int]:
 # -- the zygote's side ---------------------------------------------------------------------------
 
 
+def _reachable(path: str) -> bool:
+    """Whether a user with no groups can read the folder `path` (the sandbox's uids are such users)."""
+    path = os.path.realpath(path)
+    if not os.stat(path).st_mode & stat.S_IROTH:
+        return False
+    while path != "/":
+        if not os.stat(path).st_mode & stat.S_IXOTH:
+            return False
+        path = os.path.dirname(path)
+    return True
+
+
+def _open_hidden_import_dirs() -> dict[str, int]:
+    """The import folders that the sandbox's uids cannot reach, opened now, as root.
+
+    Python itself may live where other users cannot go (pyenv under /root, a venv in a home of
+    mode 750); the child then reaches those folders through these descriptors (/proc/self/fd/N),
+    and nothing else of what lies around them."""
+    if os.geteuid() != 0:
+        return {}
+    return {path: os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+            for path in dict.fromkeys(sys.path) if os.path.isdir(path) and not _reachable(path)}
+
+
+def _reach_hidden_import_dirs(hidden: dict[str, int]) -> None:
+    """Import from the descriptors of _open_hidden_import_dirs() instead of their paths."""
+    import importlib
+
+    def via_fd(path: str) -> str:
+        for folder, fd in hidden.items():
+            if path == folder or path.startswith(folder + "/"):
+                return f"/proc/self/fd/{fd}" + path[len(folder):]
+        return path
+
+    sys.path[:] = [via_fd(p) for p in sys.path]
+    for module in list(sys.modules.values()):
+        paths = getattr(module, "__path__", None)
+        paths = getattr(paths, "_path", paths)  # a namespace package keeps its list inside
+        if isinstance(paths, list):
+            paths[:] = [via_fd(p) for p in paths]
+    sys.path_importer_cache.clear()
+    importlib.invalidate_caches()
+
+
 def _zygote(channel_fd: int, preload: list[str]) -> None:
+    import gc
     import importlib
 
     channel = socket.socket(fileno=channel_fd)
@@ -283,6 +333,8 @@ def _zygote(channel_fd: int, preload: list[str]) -> None:
             importlib.import_module(name)
         except Exception:  # a module the notebooks import but this machine lacks: the cell will say
             pass
+    hidden = _open_hidden_import_dirs()
+    gc.freeze()  # children's garbage collections then leave the zygote's pages shared
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
     channel.send(b"ready")
     while True:
@@ -297,7 +349,7 @@ def _zygote(channel_fd: int, preload: list[str]) -> None:
             code = 70
             try:
                 channel.close()
-                code = _child(json.loads(message), *fds)
+                code = _child(json.loads(message), *fds, hidden)
             finally:
                 os._exit(code)
         for fd in fds:
@@ -305,7 +357,7 @@ def _zygote(channel_fd: int, preload: list[str]) -> None:
         channel.send(json.dumps({"pid": pid}).encode())
 
 
-def _child(request: dict, listen_fd: int, status_fd: int) -> int:
+def _child(request: dict, listen_fd: int, status_fd: int, hidden: dict[str, int]) -> int:
     import random
     import resource
 
@@ -314,10 +366,9 @@ def _child(request: dict, listen_fd: int, status_fd: int) -> int:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    low, high = sorted((listen_fd, status_fd))  # keep only these two of the zygote's fds
-    os.closerange(3, low)
-    os.closerange(low + 1, high)
-    os.closerange(high + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    keep = sorted({listen_fd, status_fd, *hidden.values()})  # none of the zygote's other fds
+    for low, high in zip([2, *keep], [*keep, resource.getrlimit(resource.RLIMIT_NOFILE)[0]]):
+        os.closerange(low + 1, high)
     limits = request["limits"]
     mb = 1024 * 1024
     # RLIMIT_NPROC counts every task of the real uid: the child's own uid when root, otherwise the
@@ -335,6 +386,7 @@ def _child(request: dict, listen_fd: int, status_fd: int) -> int:
         os.setgroups([])
         os.setgid(request["uid"])
         os.setuid(request["uid"])
+        _reach_hidden_import_dirs(hidden)
     os.environ.clear()
     os.environ.update(request["env"])
     tempfile.tempdir = None  # computed afresh from TMPDIR

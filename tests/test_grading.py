@@ -1,0 +1,558 @@
+"""The grader, proven against hostile and broken submissions.
+
+A small notebook of the course's shape (two exercises, a hidden check, a mailbox) is generated in
+a temporary folder with suites of its own, and a corpus of submissions is made from its learner
+version: each submission must get its honest grade while the whole run completes, and every
+other submission in the same run keeps its own. The same is then done with the workbook's real
+notebooks (reference solutions: full points; untouched learner notebooks: zero).
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import labsupport
+from labsupport import build, grading, notebook
+from labsupport.checks import Suite, expect
+from labsupport.cli import main as cli_main
+from labsupport.sandbox import Limits
+
+ROOT = Path(__file__).resolve().parent.parent
+STORED = Path(__file__).resolve().parent / "grading"
+AS_ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not AS_ROOT, reason="only a grader running as root can run learners' code "
+                                                    "as another user, which is what contains these")
+
+# Short limits: the corpus holds endless loops, and each one costs its exercise's time limit.
+EXERCISE_TIMEOUT = 4.0
+LIMITS = Limits(memory_mb=512)
+
+# -- a tiny course notebook and its suites ---------------------------------------------------------
+
+greet = Suite("99-greet", app_name="greet_app", title="Greet by name")
+
+
+@greet.check(points=1, hint="Return {'message': f'Hello, {name}!'}.")
+def greets_by_name(ctx):
+    "GET /greet?name=Ada answers Hello, Ada!"
+    response = ctx.client.get("/greet", params={"name": "Ada"})
+    expect(response.status_code == 200, f"GET /greet answered {response.status_code}, expected 200")
+    expect(response.json() == {"message": "Hello, Ada!"}, "the greeting for Ada was not 'Hello, Ada!'")
+
+
+@greet.check(points=2, hint="Declare `name` as a required query parameter.")
+def requires_a_name(ctx):
+    "GET /greet without a name answers 422"
+    response = ctx.client.get("/greet")
+    expect(response.status_code == 422, f"GET /greet without a name answered {response.status_code}")
+
+
+@greet.check(points=1, hint="Keep the name exactly as given.", hidden=True)
+def keeps_accents(ctx):
+    "names keep their accents"
+    response = ctx.client.get("/greet", params={"name": "Zo\u00eb"})  # SECRET-HIDDEN-INPUT
+    expect(response.json().get("message") == "Hello, Zo\u00eb!", "a name with an accent came back changed")
+
+
+mail = Suite("99-mail", app_name="mail_app", title="Send a notification email")
+
+
+@mail.setup
+def _fresh_mailbox(ctx):
+    ctx.mailbox.reset()
+
+
+@mail.check(points=2, hint="Send with smtplib to lab.smtp_address().")
+def delivers_one_email(ctx):
+    "POST /notify?to=... delivers one email to that address"
+    response = ctx.client.post("/notify", params={"to": "ada@example.com"})
+    expect(response.status_code == 200, f"POST /notify answered {response.status_code}, expected 200")
+    expect(ctx.mailbox.wait_for(1, timeout=3), "no email arrived")
+    expect(len(ctx.mailbox.to("ada@example.com")) == 1, "ada@example.com did not get exactly one email")
+
+
+@mail.check(points=1, hint="Answer {'sent': True}.", hidden=True)
+def answers_sent(ctx):
+    "POST /notify answers {'sent': true}"
+    expect(ctx.client.post("/notify", params={"to": "b@example.com"}).json() == {"sent": True},
+           "the answer was not {'sent': true}")
+
+
+SUITES = {"99-greet": greet, "99-mail": mail}
+POINTS = {"99-greet": 4, "99-mail": 3}
+
+GREET = '''greet_app = FastAPI()
+
+
+@greet_app.get("/greet")
+async def greet(name: str):
+    ### BEGIN SOLUTION
+    return {"message": f"Hello, {name}!"}
+    ### END SOLUTION
+'''
+MAIL = '''mail_app = FastAPI()
+
+
+@mail_app.post("/notify")
+def notify(to: str):
+    ### BEGIN SOLUTION
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "lab@example.com", to, "Hello"
+    message.set_content("Hello!")
+    host, port = lab.smtp_address()
+    with smtplib.SMTP(host, port) as smtp:
+        smtp.send_message(message)
+    return {"sent": True}
+    ### END SOLUTION
+'''
+
+
+def _cell(source, role=None, exercise=None, kind="code"):
+    cell = nbformat.v4.new_code_cell(source) if kind == "code" else nbformat.v4.new_markdown_cell(source)
+    if role:
+        cell.metadata["labsupport"] = {"role": role, **({"exercise": exercise} if exercise else {})}
+    return cell
+
+
+def make_course(folder: Path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["labsupport"] = {"course": notebook.COURSE, "notebook": "99-grading-fixture"}
+    nb.cells = [
+        _cell("# A notebook for the grader's tests", kind="markdown"),
+        _cell("import labsupport as lab\nfrom fastapi import FastAPI", "setup"),
+        _cell(GREET, "exercise", "99-greet"),
+        _cell('lab.check("99-greet")', "check", "99-greet"),
+        _cell("import smtplib\nfrom email.message import EmailMessage", "setup"),
+        _cell(MAIL, "exercise", "99-mail"),
+        _cell('lab.check("99-mail")', "check", "99-mail"),
+    ]
+    notebook.validate(nb, POINTS)
+    notebook.stamp(nb, POINTS)
+    (folder / "solutions").mkdir(parents=True)
+    nbformat.write(nb, folder / "solutions" / "99_grading_fixture.ipynb")
+    return nb, build.learner_version(nb)
+
+
+def with_exercises(nb, **sources):
+    """A copy of `nb` whose exercise cells hold `sources` (by exercise id, '-' for '_'); None deletes."""
+    nb = copy.deepcopy(nb)
+    for exercise_id, source in sources.items():
+        exercise_id = exercise_id.replace("_", "-")
+        cell = next(c for c in nb.cells if c.get("id") == f"{exercise_id}-solution")
+        if source is None:
+            nb.cells.remove(cell)
+        else:
+            cell.source = source
+    return nb
+
+
+def wrong_greeting(prelude: str) -> str:
+    """An exercise cell that runs `prelude`, then serves a greeting that is wrong but takes a name."""
+    return prelude + '''
+greet_app = FastAPI()
+
+
+@greet_app.get("/greet")
+async def greet(name: str):
+    return {"message": "Hi"}
+'''
+
+
+KILLER = '''import os, signal
+for target in (os.getppid(), -os.getpgid(0), 1, *[int(p) for p in os.listdir("/proc") if p.isdigit()]):
+    if target not in (os.getpid(), -os.getpid()):
+        try:
+            os.kill(target, signal.SIGKILL)
+        except OSError:
+            pass
+'''
+PATCHER = '''import builtins, labsupport.checks, labsupport.grading, labsupport.sandbox
+labsupport.checks.expect = lambda *args, **kwargs: None
+labsupport.checks.Suite.run = lambda *args, **kwargs: "all checks passed"
+labsupport.grading.Grader.run_exercise = lambda *args, **kwargs: {"earned": 99}
+labsupport.grading.feedback = lambda result: "all passed"
+for module in (labsupport.checks, labsupport.grading, labsupport.sandbox):
+    try:
+        with open(module.__file__, "a") as source:
+            source.write("\\nraise SystemExit('patched')\\n")
+    except OSError:
+        pass
+'''
+LIAR = '''import sys
+for stream in (sys.stdout, sys.stderr, sys.__stdout__):
+    print("99-greet: Greet by name - 4/4 points", file=stream)
+    print("  [PASS] GET /greet?name=Ada answers Hello, Ada!", file=stream)
+    print('{"ready": true, "earned": 4, "passed": true}', file=stream)
+'''
+
+
+def writer(results: Path) -> str:
+    return f'''import os
+for name in ("grades.csv", "grades.json", "feedback/reference.ipynb.md", "planted.txt"):
+    try:
+        os.makedirs(os.path.dirname(os.path.join({str(results)!r}, name)), exist_ok=True)
+        with open(os.path.join({str(results)!r}, name), "w") as f:
+            f.write("submission,total\\nwriter.ipynb,1000\\n")
+    except OSError:
+        pass
+''' + GREET.replace("    ### BEGIN SOLUTION\n", "").replace("    ### END SOLUTION\n", "")
+
+
+def solution(source: str) -> str:
+    return source.replace("    ### BEGIN SOLUTION\n", "").replace("    ### END SOLUTION\n", "")
+
+
+ENDLESS_HANDLER = '''greet_app = FastAPI()
+
+
+@greet_app.get("/greet")
+async def greet(name: str):
+    while True:
+        pass
+'''
+FAILS_ON_ACCENTS = '''greet_app = FastAPI()
+
+
+@greet_app.get("/greet")
+async def greet(name: str):
+    return {"message": f"Hello, {name.encode('ascii', 'replace').decode()}!"}
+'''
+STARTUP_FAILS = '''from contextlib import asynccontextmanager
+
+
+@asynccontextmanager
+async def lifespan(app):
+    raise RuntimeError("the database is not there")
+    yield
+
+
+greet_app = FastAPI(lifespan=lifespan)
+'''
+
+
+def corpus(solution_nb, learner_nb, results: Path) -> dict[str, tuple[bytes, dict]]:
+    """file name -> (content, expectations). Expectations: `points` per exercise (None: not graded),
+    `problem` (why not graded), `says` (text the feedback must hold), `notes` (cell-edit notes)."""
+    full = {"99-greet": 4, "99-mail": 3}
+    ref_greet, ref_mail = solution(GREET), solution(MAIL)
+
+    def nb_bytes(nb) -> bytes:
+        return nbformat.writes(nb).encode()
+
+    def hostile(greet_source: str, points: int, says: str = "", **extra):
+        nb = with_exercises(learner_nb, **{"99-greet": greet_source, "99-mail": ref_mail})
+        return nb_bytes(nb), {"points": {"99-greet": points, "99-mail": 3}, "says": says, **extra}
+
+    shuffled = with_exercises(learner_nb, **{"99-greet": ref_greet, "99-mail": ref_mail})
+    shuffled.cells.reverse()  # moved cells
+    shuffled.cells.insert(2, _cell("print('my own scratch cell')"))
+    shuffled.cells.insert(0, _cell("My notes", kind="markdown"))
+    for cell in shuffled.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="stale output\n")]
+
+    edited = with_exercises(learner_nb, **{"99-greet": ref_greet, "99-mail": ref_mail})
+    setup = next(c for c in edited.cells if notebook.role(c) == "setup")
+    setup.source = "raise SystemExit('the learner broke the setup')"
+    check = next(c for c in edited.cells if c.get("id") == "99-greet-check")
+    check.source = "print('99-greet: 4/4 points')"
+    check.outputs = [nbformat.v4.new_output("stream", name="stdout", text="99-greet: 4/4 points\n")]
+    edited.cells.remove(next(c for c in edited.cells if c.get("id") == "99-mail-check"))
+
+    no_ids = with_exercises(learner_nb, **{"99-greet": ref_greet, "99-mail": ref_mail})
+    no_ids.nbformat_minor = 4
+    for cell in no_ids.cells:
+        cell.pop("id", None)
+
+    other = copy.deepcopy(solution_nb)
+    other.metadata["labsupport"]["course"] = "data-science-basics"
+
+    return {
+        "reference.ipynb": (nb_bytes(solution_nb), {"points": full}),
+        "untouched.ipynb": (nb_bytes(learner_nb), {"points": {"99-greet": 0, "99-mail": 0},
+                                                  "says": "not attempted: the exercise cell is unchanged"}),
+        "Copy of notebook (2) - renamed, moved cells.ipynb": (nb_bytes(shuffled), {"points": full}),
+        "edited setup and check cells.ipynb": (nb_bytes(edited), {"points": full, "notes": [
+            "setup cell 1 (`import labsupport as lab`) was edited; the original was used",
+            "the check cell of 99-greet was edited; the original was used",
+            "the check cell of 99-mail was deleted; the original was used"]}),
+        "ids lost.ipynb": (nb_bytes(no_ids), {"points": full, "notes": [
+            "the notebook's cell ids were lost, so its setup and check cells could not be compared; "
+            "the original ones were used"]}),
+        "partial credit.ipynb": hostile(FAILS_ON_ACCENTS, 3, "a name with an accent came back changed"),
+        "endless loop.ipynb": hostile("while True:\n    pass\n", 0, "not ready within 4 s"),
+        "endless request handler.ipynb": hostile(ENDLESS_HANDLER, 0, "time limit (4 s) ran out"),
+        "memory bomb.ipynb": hostile("blocks = []\nwhile True:\n    blocks.append(bytearray(b'x' * 10**7))\n",
+                                     0, "the exercise cell raised MemoryError (line 3 of the exercise cell)"),
+        "fork bomb.ipynb": hostile("import os\nwhile True:\n    os.fork()\n", 0, "BlockingIOError"),
+        "sys exit.ipynb": hostile("import sys\nsys.exit(0)\n", 0, "the exercise cell called sys.exit(0)"),
+        "os exit.ipynb": hostile("import os\nos._exit(0)\n", 0, "ended before its app was ready"),
+        "kills its parent.ipynb": hostile(KILLER + ref_greet, 4, root=True),
+        "monkeypatches the grader.ipynb": hostile(wrong_greeting(PATCHER), 2, "the greeting for Ada was not"),
+        "prints passing results.ipynb": hostile(wrong_greeting(LIAR), 2, "the greeting for Ada was not"),
+        "writes into results.ipynb": hostile(writer(results), 4, root=True),
+        "syntax error.ipynb": hostile("def greet(:\n    pass\n", 0, "SyntaxError"),
+        "startup fails.ipynb": hostile(STARTUP_FAILS, 0, "the app did not start: RuntimeError: the database is not there"),
+        "missing exercise.ipynb": (nb_bytes(with_exercises(learner_nb, **{"99-greet": None, "99-mail": ref_mail})),
+                                   {"points": {"99-greet": 0, "99-mail": 3}, "says": "the exercise cell is missing"}),
+        "empty.ipynb": (b"", {"points": None, "problem": "empty file"}),
+        "corrupt.ipynb": (nb_bytes(solution_nb)[:700], {"points": None, "problem": "corrupt notebook: not valid JSON"}),
+        "other course.ipynb": (nb_bytes(other), {"points": None,
+                                                 "problem": "a notebook of another course ('data-science-basics')"}),
+        "stored/notes.txt": ((STORED / "notes.txt").read_bytes(), {"points": None, "problem": "not a notebook"}),
+        "stored/not a notebook.ipynb": ((STORED / "not-a-notebook.ipynb").read_bytes(),
+                                        {"points": None, "problem": "not a notebook (JSON, but not a Jupyter notebook)"}),
+        "stored/truncated.ipynb": ((STORED / "truncated.ipynb").read_bytes(),
+                                   {"points": None, "problem": "corrupt notebook: not valid JSON at line"}),
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The whole corpus graded in one run, two at a time."""
+    base = tmp_path_factory.mktemp("grading")
+    solution_nb, learner_nb = make_course(base)
+    submissions, results = base / "submissions", base / "results"
+    items = corpus(solution_nb, learner_nb, results)
+    for name, (content, _) in items.items():
+        path = submissions / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    sources = {m: Path(m.__file__).read_bytes() for m in (labsupport.checks, grading, labsupport.sandbox)}
+    progress = []
+    report = grading.grade(submissions, results, jobs=2, exercise_timeout=EXERCISE_TIMEOUT,
+                           submission_timeout=30, limits=LIMITS, solutions_dir=base / "solutions",
+                           suites=SUITES, progress=lambda *args: progress.append(args))
+    return {"report": report, "items": items, "results": results, "sources": sources, "progress": progress,
+            "base": base, "learner": learner_nb, "solution": solution_nb}
+
+
+def _by_name(report):
+    return {r["submission"]: r for r in report.results}
+
+
+CORPUS_NAMES = [
+    "reference.ipynb", "untouched.ipynb", "Copy of notebook (2) - renamed, moved cells.ipynb",
+    "edited setup and check cells.ipynb", "ids lost.ipynb", "partial credit.ipynb", "endless loop.ipynb",
+    "endless request handler.ipynb", "memory bomb.ipynb", "fork bomb.ipynb", "sys exit.ipynb", "os exit.ipynb",
+    "kills its parent.ipynb", "monkeypatches the grader.ipynb", "prints passing results.ipynb",
+    "writes into results.ipynb", "syntax error.ipynb", "startup fails.ipynb", "missing exercise.ipynb",
+    "empty.ipynb", "corrupt.ipynb", "other course.ipynb", "stored/notes.txt", "stored/not a notebook.ipynb",
+    "stored/truncated.ipynb",
+]
+
+
+@pytest.mark.parametrize("name", CORPUS_NAMES)
+def test_each_submission_gets_its_honest_grade(tiny_run, name):
+    content, expected = tiny_run["items"][name]
+    if expected.get("root") and not AS_ROOT:
+        pytest.skip("only a grader running as root can keep a learner's code from its own processes and files")
+    result = _by_name(tiny_run["report"])[name]
+    feedback = (tiny_run["results"] / "feedback" / f"{name}.md").read_text()
+    if expected["points"] is None:
+        assert result["status"] == "not graded"
+        assert result["problem"].startswith(expected["problem"]), result["problem"]
+        assert expected["problem"] in feedback
+        return
+    earned = {e["exercise"]: e["earned"] for e in result["exercises"]}
+    assert earned == expected["points"], json.dumps(result, indent=1)
+    assert result["earned"] == sum(expected["points"].values())
+    assert result["possible"] == 7
+    assert result["notes"] == expected.get("notes", [])
+    if expected.get("says"):
+        assert expected["says"] in feedback, feedback
+
+
+def test_the_corpus_is_the_whole_run(tiny_run):
+    assert sorted(_by_name(tiny_run["report"])) == sorted(CORPUS_NAMES) == sorted(tiny_run["items"])
+
+
+def test_grades_csv_has_one_row_per_submission(tiny_run):
+    with open(tiny_run["results"] / "grades.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["submission", "99-greet", "99-mail", "total"]
+    table = {row[0]: row[1:] for row in rows[1:]}
+    assert [row[0] for row in rows[1:]] == sorted(CORPUS_NAMES)
+    assert table["reference.ipynb"] == ["4", "3", "7"]
+    assert table["partial credit.ipynb"] == ["3", "3", "6"]
+    assert table["untouched.ipynb"] == ["0", "0", "0"]
+    assert table["corrupt.ipynb"] == ["", "", "0"]
+
+
+def test_grades_json_holds_every_checks_outcome(tiny_run):
+    document = json.loads((tiny_run["results"] / "grades.json").read_text())
+    assert [e["exercise"] for e in document["exercises"]] == ["99-greet", "99-mail"]
+    partial = next(s for s in document["submissions"] if s["submission"] == "partial credit.ipynb")
+    checks = {c["name"]: c for c in partial["exercises"][0]["checks"]}
+    assert set(checks) == {"greets_by_name", "requires_a_name", "keeps_accents"}
+    assert checks["keeps_accents"] == {
+        "name": "keeps_accents", "description": "names keep their accents", "hidden": True, "points": 1,
+        "earned": 0, "passed": False, "message": "a name with an accent came back changed",
+        "hint": "Keep the name exactly as given."}
+    assert checks["greets_by_name"]["passed"] and checks["greets_by_name"]["earned"] == 1
+
+
+def test_feedback_is_readable_and_never_shows_check_code(tiny_run):
+    feedback = (tiny_run["results"] / "feedback" / "partial credit.ipynb.md").read_text()
+    assert feedback.startswith("# Feedback on partial credit.ipynb\n")
+    assert "Total: 6/7 points" in feedback
+    assert "- [PASS] GET /greet?name=Ada answers Hello, Ada!: 1/1" in feedback
+    assert "- [FAIL] names keep their accents (hidden check): 0/1" in feedback
+    assert "  - why: a name with an accent came back changed" in feedback
+    assert "  - hint: Keep the name exactly as given." in feedback
+    for path in (tiny_run["results"] / "feedback").rglob("*.md"):
+        text = path.read_text()
+        assert "SECRET-HIDDEN-INPUT" not in text and "ctx.client" not in text and "def " not in text
+
+
+def test_outputs_are_deterministic(tiny_run):
+    """No ports, pids, addresses, temporary paths or timings in anything written."""
+    for path in tiny_run["results"].rglob("*"):
+        if path.is_file():
+            text = path.read_text()
+            assert "127.0.0.1" not in text and "/tmp" not in str(text) and str(tiny_run["base"]) not in text, path
+            assert not re.search(r"\bpid\b|\d+\.\d+ ?s\b", text), (path, re.search(r"\bpid\b|\d+\.\d+ ?s\b", text))
+
+
+def test_a_second_run_writes_the_same_bytes(tiny_run, tmp_path):
+    names = ["reference.ipynb", "partial credit.ipynb", "syntax error.ipynb", "untouched.ipynb", "corrupt.ipynb"]
+    submissions = tmp_path / "submissions"
+    submissions.mkdir()
+    for name in names:
+        (submissions / name).write_bytes(tiny_run["items"][name][0])
+    first, second = tmp_path / "first", tmp_path / "second"
+    for out, jobs in ((first, 1), (second, 2)):
+        grading.grade(submissions, out, jobs=jobs, exercise_timeout=EXERCISE_TIMEOUT, limits=LIMITS,
+                      solutions_dir=tiny_run["base"] / "solutions", suites=SUITES)
+    for path in first.rglob("*"):
+        if path.is_file():
+            assert path.read_bytes() == (second / path.relative_to(first)).read_bytes(), path
+
+
+@needs_root
+def test_learner_code_cannot_write_the_results_nor_the_grader(tiny_run):
+    results = tiny_run["results"]
+    written = sorted(p.relative_to(results).as_posix() for p in results.rglob("*") if p.is_file())
+    assert written == sorted(["grades.csv", "grades.json", *(f"feedback/{n}.md" for n in CORPUS_NAMES)])
+    assert "1000" not in (results / "grades.csv").read_text()
+    for module in (labsupport.checks, grading, labsupport.sandbox):
+        assert Path(module.__file__).read_bytes() == tiny_run["sources"][module]
+
+
+def test_progress_reports_every_submission(tiny_run):
+    progress = tiny_run["progress"]
+    assert [done for done, _, _ in progress] == list(range(1, len(CORPUS_NAMES) + 1))
+    assert {total for _, total, _ in progress} == {len(CORPUS_NAMES)}
+    assert sorted(r["submission"] for _, _, r in progress) == sorted(CORPUS_NAMES)
+
+
+def test_summary_names_what_could_not_be_graded(tiny_run):
+    text = grading.summary(tiny_run["report"])
+    assert f"Graded {len(CORPUS_NAMES) - 6} of {len(CORPUS_NAMES)} submissions" in text
+    assert "  empty.ipynb: empty file" in text
+    assert "  other course.ipynb: a notebook of another course ('data-science-basics')" in text
+
+
+def test_the_submission_time_limit_stops_the_rest(tiny_run, tmp_path):
+    (tmp_path / "in").mkdir()
+    nb = with_exercises(tiny_run["learner"], **{"99-greet": "while True:\n    pass\n", "99-mail": solution(MAIL)})
+    nbformat.write(nb, tmp_path / "in" / "slow.ipynb")
+    report = grading.grade(tmp_path / "in", tmp_path / "out", exercise_timeout=EXERCISE_TIMEOUT,
+                           submission_timeout=2, limits=LIMITS, solutions_dir=tiny_run["base"] / "solutions",
+                           suites=SUITES)
+    greet_result, mail_result = report.results[0]["exercises"]
+    assert greet_result["status"] == "did not start" and "not ready within 2 s" in greet_result["checks"][0]["message"]
+    assert mail_result["status"] == "time limit" and mail_result["earned"] == 0
+    assert "the submission's time limit (2 s) ran out" in mail_result["checks"][0]["message"]
+
+
+def test_starting_an_app_costs_well_under_a_second(tiny_run):
+    starts = [t["start"] for t in tiny_run["report"].timings
+              if t["submission"] in ("reference.ipynb", "untouched.ipynb", "partial credit.ipynb")]
+    assert starts and max(starts) < 0.5, starts
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+def test_grade_fails_only_when_it_cannot_grade_at_all(tmp_path, capsys):
+    assert cli_main(["grade", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
+    assert "is not a folder of submissions" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["grade", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 2
+    assert "no submissions" in capsys.readouterr().err
+    assert cli_main(["grade", str(tmp_path / "empty")]) == 2
+    assert cli_main(["grade", "--url", "http://127.0.0.1:9"]) == 2
+    assert cli_main(["grade", "--url", "ftp://example.com", "--exercise", "x"]) == 2
+    assert "--url must be an http:// or https:// base URL" in capsys.readouterr().err
+
+
+def test_grade_url_runs_an_exercises_checks_against_a_deployed_app(tiny_run, monkeypatch, capsys):
+    monkeypatch.setattr(grading.suite_registry, "get", SUITES.__getitem__)
+    namespace = notebook.run_program(notebook.exercise_program(tiny_run["solution"], "99-greet"))
+    server = labsupport.serve(namespace["greet_app"], name="grading-remote")
+    try:
+        assert cli_main(["grade", "--url", server.url + "/", "--exercise", "99-greet"]) == 0
+    finally:
+        server.stop()
+    out = capsys.readouterr().out
+    assert "99-greet: Greet by name - 4/4 points" in out and "[PASS] names keep their accents" in out
+
+
+# -- the workbook's own notebooks ----------------------------------------------------------------
+
+REAL = grading.load_catalogue()
+
+
+def _notebook_path(folder: str, notebook_id: str) -> Path:
+    for path in sorted((ROOT / folder).glob("*.ipynb")):
+        if notebook.notebook_id(nbformat.read(path, as_version=4)) == notebook_id:
+            return path
+    raise LookupError(notebook_id)
+
+
+@pytest.mark.skipif(not REAL, reason="no notebook with exercises in solutions/ yet")
+def test_real_notebooks_grade_from_the_command_line(tmp_path, capsys):
+    """Per notebook: the reference earns every point, the untouched learner notebook none, and a
+    submission that breaks its first exercise keeps the points of the others."""
+    submissions = tmp_path / "submissions"
+    submissions.mkdir()
+    expected = {}
+    for notebook_id, pristine in REAL.items():
+        reference = _notebook_path("solutions", notebook_id)
+        shutil.copy(reference, submissions / f"{notebook_id} reference.ipynb")
+        shutil.copy(_notebook_path("notebooks", notebook_id), submissions / f"{notebook_id} untouched.ipynb")
+        broken = nbformat.read(reference, as_version=4)
+        first = pristine.exercises[0]
+        next(c for c in broken.cells if c.get("id") == f"{first}-solution").source = "def oops(:\n"
+        nbformat.write(broken, submissions / f"{notebook_id} syntax error.ipynb")
+        points = {e: s.points for e, s in pristine.suites.items()}
+        expected[f"{notebook_id} reference.ipynb"] = points
+        expected[f"{notebook_id} untouched.ipynb"] = dict.fromkeys(points, 0)
+        expected[f"{notebook_id} syntax error.ipynb"] = {**points, first: 0}
+    out = tmp_path / "results"
+    assert cli_main(["grade", str(submissions), "--out", str(out), "--jobs", "2"]) == 0
+    captured = capsys.readouterr()
+    assert f"Graded {len(expected)} of {len(expected)} submissions" in captured.out
+    assert f"[{len(expected)}/{len(expected)}]" in captured.err
+    document = json.loads((out / "grades.json").read_text())
+    for submission in document["submissions"]:
+        earned = {e["exercise"]: e["earned"] for e in submission["exercises"]}
+        assert earned == expected[submission["submission"]], json.dumps(submission, indent=1)
+
+
+def test_the_installed_command_runs(tmp_path):
+    """`labsupport grade` as an instructor types it (a separate process, exit status 2 on bad input)."""
+    command = [sys.executable, "-m", "labsupport", "grade", str(tmp_path / "missing"), "--out", str(tmp_path)]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 2 and "is not a folder of submissions" in finished.stderr
