@@ -5,7 +5,9 @@ In a notebook:  import labsupport as lab
     lab.seconds(60)           a production delay on the lab time scale
     lab.redis_url(), lab.database_url(), lab.create_engine(), lab.mailbox(), lab.smtp_address()
     lab.check("01-welcome-email")   run an exercise's checks
+    lab.faults.enable()       make Redis or the database fail, hang or answer slowly (see faults.py)
 """
+from . import faults
 from .errors import LabError
 from .exercises import check
 from .logs import captured_logs
