@@ -35,8 +35,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from . import notebook, suites as suite_registry
 from .checks import Context, Suite, check_client
 from .errors import LabError
@@ -45,7 +43,6 @@ from .sandbox import Limits, Sandbox, imports_of
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
 MAX_SUBMISSION_BYTES = 50 * 1024 * 1024
-CHECK_CLIENT_TIMEOUT = 10.0
 
 
 # -- the pristine notebooks ----------------------------------------------------------------------
@@ -56,7 +53,7 @@ class Pristine:
     """A notebook of the course as the instructor wrote it, and its exercises."""
 
     notebook_id: str
-    nb: object
+    nb: dict
     exercises: list[str]             # in notebook order
     suites: dict[str, Suite]
     stubs: dict[str, str]            # exercise id -> the learner's untouched exercise cell
@@ -66,31 +63,32 @@ class Pristine:
 
 def load_catalogue(solutions_dir: Path = SOLUTIONS, suites: dict[str, Suite] | None = None) -> dict[str, Pristine]:
     """Every notebook in solutions_dir that has exercises, by notebook id."""
-    import nbformat  # here, not at the top: it takes seconds to import, and `grade --url` needs none
-
     suites = suite_registry.all_suites() if suites is None else suites
     catalogue = {}
     for path in sorted(Path(solutions_dir).glob("*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
+        try:
+            nb = _as_notebook(json.loads(path.read_bytes()))
+        except (ValueError, Rejected) as error:
+            raise LabError(f"{path}: not a readable notebook ({error})") from None
         notebook_id = notebook.notebook_id(nb)
         if not notebook_id:
             continue
         exercises, stubs, checks = [], {}, {}
-        for cell in nb.cells:
+        for cell in nb["cells"]:
             kind, exercise = notebook.role(cell), notebook.exercise_of(cell)
             if kind in ("exercise", "check") and exercise not in suites:
                 raise LabError(f"{path.name}: no check suite for exercise {exercise!r}")
             if kind == "exercise":
                 exercises.append(exercise)
-                stubs[exercise] = notebook.stub_source(cell.source)
+                stubs[exercise] = notebook.stub_source(cell["source"])
             elif kind == "check":
-                checks[exercise] = cell.source
-                declared = cell.metadata.get("nbgrader", {}).get("points")
+                checks[exercise] = cell["source"]
+                declared = cell.get("metadata", {}).get("nbgrader", {}).get("points")
                 if declared is not None and declared != suites[exercise].points:
                     raise LabError(f"{path.name}: the check cell of {exercise} declares {declared} points, "
                                    f"its suite {suites[exercise].points}; run `labsupport build`")
         if exercises:
-            setup = [(c.get("id"), c.source) for c in nb.cells if notebook.role(c) == "setup"]
+            setup = [(c.get("id"), c["source"]) for c in nb["cells"] if notebook.role(c) == "setup"]
             catalogue[notebook_id] = Pristine(notebook_id, nb, exercises, {e: suites[e] for e in exercises},
                                               stubs, setup, checks)
     return catalogue
@@ -103,10 +101,29 @@ class Rejected(Exception):
     """A submission that cannot be graded, with the line the report shows."""
 
 
-def read_notebook(path: Path):
-    """The submission as a notebook, or Rejected with a clear reason."""
-    import nbformat
+def _as_notebook(data) -> dict:
+    """Notebook JSON with every cell's source as one string (nbformat allows a list of lines).
 
+    Grading reads the JSON itself: all it needs is cells, ids, metadata and sources, and importing
+    nbformat (and the JSON Schema validators it pulls in) costs seconds."""
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list) or "nbformat" not in data:
+        raise Rejected("not a notebook (JSON, but not a Jupyter notebook)")
+    if not isinstance(data.get("metadata"), dict):
+        data["metadata"] = {}
+    cells = []
+    for cell in data["cells"]:
+        if isinstance(cell, dict):
+            source = cell.get("source", "")
+            cell["source"] = "".join(map(str, source)) if isinstance(source, list) else str(source)
+            if not isinstance(cell.get("metadata"), dict):
+                cell["metadata"] = {}
+            cells.append(cell)
+    data["cells"] = cells
+    return data
+
+
+def read_notebook(path: Path) -> dict:
+    """The submission as a notebook, or Rejected with a clear reason."""
     info = path.stat()
     if info.st_size > MAX_SUBMISSION_BYTES:
         raise Rejected(f"too large to be a notebook ({info.st_size // (1024 * 1024)} MB)")
@@ -120,17 +137,11 @@ def read_notebook(path: Path):
             raise Rejected("not a notebook (not Jupyter notebook JSON)") from None
         where = f" at line {error.lineno}" if isinstance(error, json.JSONDecodeError) else ""
         raise Rejected(f"corrupt notebook: not valid JSON{where}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("cells"), list) or "nbformat" not in data:
-        raise Rejected("not a notebook (JSON, but not a Jupyter notebook)")
-    try:
-        return nbformat.reads(raw.decode("utf-8"), as_version=4, capture_validation_error={})
-    except Exception as error:
-        raise Rejected(f"corrupt notebook: {type(error).__name__}") from None
+    return _as_notebook(data)
 
 
-def _normal(source) -> str:
-    text = "".join(source) if isinstance(source, list) else str(source or "")
-    return "\n".join(line.rstrip() for line in text.strip().splitlines())
+def _normal(source: str) -> str:
+    return "\n".join(line.rstrip() for line in source.strip().splitlines())
 
 
 def _first_line(source: str) -> str:
@@ -138,13 +149,9 @@ def _first_line(source: str) -> str:
     return line if len(line) <= 60 else line[:57] + "..."
 
 
-def _code_cells(nb) -> list:
-    return [c for c in nb.cells if c.get("cell_type") == "code"]
-
-
-def find_exercise(nb, exercise_id: str) -> str | None:
+def find_exercise(nb: dict, exercise_id: str) -> str | None:
     """The learner's exercise cell: by its stable id, else by its metadata (if the id was lost)."""
-    cells = _code_cells(nb)
+    cells = [c for c in nb["cells"] if c.get("cell_type") == "code"]
     for matches in (
         lambda c: c.get("id") == f"{exercise_id}-solution",
         lambda c: notebook.role(c) == "exercise" and notebook.exercise_of(c) == exercise_id,
@@ -152,13 +159,13 @@ def find_exercise(nb, exercise_id: str) -> str | None:
     ):
         found = [c for c in cells if matches(c)]
         if found:
-            return "".join(found[0].source) if isinstance(found[0].source, list) else found[0].source
+            return found[0]["source"]
     return None
 
 
-def tampering(nb, pristine: Pristine) -> list[str]:
+def tampering(nb: dict, pristine: Pristine) -> list[str]:
     """Notes on setup and check cells the learner edited or deleted (their originals are used)."""
-    by_id = {c.get("id"): c for c in nb.cells if c.get("id")}
+    by_id = {c.get("id"): c for c in nb["cells"] if c.get("id")}
     originals = [(f"setup cell {n} (`{_first_line(src)}`)", cell_id, src)
                  for n, (cell_id, src) in enumerate(pristine.setup, 1)]
     originals += [(f"the check cell of {e}", f"{e}-check", pristine.checks[e]) for e in pristine.exercises]
@@ -169,7 +176,7 @@ def tampering(nb, pristine: Pristine) -> list[str]:
     for label, cell_id, source in originals:
         if cell_id not in by_id:
             notes.append(f"{label} was deleted; the original was used")
-        elif _normal(by_id[cell_id].source) != _normal(source):
+        elif _normal(by_id[cell_id]["source"]) != _normal(source):
             notes.append(f"{label} was edited; the original was used")
     return notes
 
@@ -208,7 +215,8 @@ class Grader:
                   "notes": [], "earned": 0, "possible": 0, "exercises": []}
         try:
             nb = read_notebook(path)
-            meta = nb.metadata.get("labsupport", {}) if isinstance(nb.metadata.get("labsupport"), dict) else {}
+            meta = nb["metadata"].get("labsupport")
+            meta = meta if isinstance(meta, dict) else {}
             if meta.get("course") != notebook.COURSE:
                 raise Rejected(f"a notebook of another course ({meta['course']!r})" if meta.get("course")
                                else "not a notebook of this course (no labsupport metadata)")
@@ -273,12 +281,16 @@ class Grader:
                     continue
                 one = copy.copy(suite)  # Suite.run on one check: its setup, messages and verdicts
                 one.checks = [check]
+                began = time.monotonic()
                 verdict = one.run(ctx, include_hidden=True).checks[0]
+                timing[check.name] = time.monotonic() - began
                 timed_out = not verdict.passed and time.monotonic() >= deadline
                 rows.append(_check_row(check, verdict.passed, out_of_time if timed_out else verdict.message))
             timing["checks"] = time.monotonic() - started - timing["start"]
-            errors = [f"the app raised {error}" for error in app.collect_app_errors()]
-            return _exercise_result(suite, "graded", rows, errors)
+            notes = [f"the app raised {error}" for error in app.collect_app_errors()]
+            if app.ended and time.monotonic() < deadline:
+                notes.append("the app's process ended while it was being checked (os._exit(), a crash, or a limit)")
+            return _exercise_result(suite, "graded", rows, notes)
         finally:
             timer.cancel()
             cleanup = time.monotonic()
@@ -336,8 +348,8 @@ def grade(submissions_dir, out_dir, jobs: int = 1, exercise_timeout: float = 90.
     if not submissions:
         raise LabError(f"no submissions in {submissions_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    preload = imports_of(src for p in catalogue.values() for c in p.nb.cells
-                         if notebook.role(c) in ("setup", "exercise") for src in [c.source])
+    preload = imports_of(c["source"] for p in catalogue.values() for c in p.nb["cells"]
+                         if notebook.role(c) in ("setup", "exercise"))
     slots: queue.Queue[int] = queue.Queue()
     for slot in range(jobs):
         slots.put(slot)
@@ -460,7 +472,7 @@ def check_remote(url: str, exercise_id: str):
     if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url or ""):
         raise LabError(f"--url must be an http:// or https:// base URL, not {url!r}")
     suite = suite_registry.get(exercise_id)
-    with httpx.Client(base_url=url.rstrip("/"), timeout=CHECK_CLIENT_TIMEOUT) as client:
+    with check_client(url.rstrip("/")) as client:
         return suite.run(Context(url=url.rstrip("/"), client=client, mailbox=None), include_hidden=True)
 
 

@@ -88,6 +88,7 @@ class App:
         self._on_kill = on_kill
         self.app_errors: list[str] = []
         self.closed = False
+        self.ended = False  # the status pipe closed: the process and all it started are gone
 
     def wait_ready(self, timeout: float) -> str | None:
         """None once the app serves; otherwise why it does not (an error, an exit, a timeout)."""
@@ -98,7 +99,7 @@ class App:
                     return None
                 if isinstance(message.get("error"), str):
                     return message["error"]
-            if self._eof:
+            if self.ended:
                 return ("the exercise's process ended before its app was ready "
                         "(os._exit(), a crash, or a limit)")
             if time.monotonic() >= deadline:
@@ -106,25 +107,26 @@ class App:
 
     def collect_app_errors(self) -> list[str]:
         """What the app reported raising while it answered the checks (read without waiting)."""
-        if not self.closed:
-            for message in self._messages(0.0):
+        while not self.closed and not self.ended:
+            messages = self._messages(0.0)
+            if not messages:
+                break
+            for message in messages:
                 error = message.get("app_error")
                 if isinstance(error, str) and error not in self.app_errors and len(self.app_errors) < 5:
                     self.app_errors.append(error[:300])
         return self.app_errors
 
-    _eof = False
-
     def _messages(self, timeout: float) -> list[dict]:
         """The complete JSON lines that arrive within `timeout` (at least one read attempt)."""
-        if self._eof:
+        if self.ended:
             return []
         ready, _, _ = select.select([self._status], [], [], timeout)
         if not ready:
             return []
         chunk = os.read(self._status, 65536)
         if not chunk:
-            self._eof = True
+            self.ended = True
         self._buffer = (self._buffer + chunk)[-262144:]  # a flood of lines only costs its sender
         lines = self._buffer.split(b"\n")
         self._buffer = lines.pop()
@@ -164,6 +166,9 @@ class Sandbox:
         self._preload = [*PRELOAD, *preload]
         self._lock = threading.Lock()
         self._count = 0
+        self._live: set[App] = set()
+        for uid in filter(None, self.uids):
+            _kill_uid(uid)  # leftovers of a grader that was itself killed
         self._zygote: subprocess.Popen | None = None
         self._channel: socket.socket | None = None
         self._start_zygote()
@@ -239,7 +244,10 @@ class Sandbox:
         finally:
             listener.close()  # only the child holds the socket: when it dies, connections are refused
             os.close(status_write)
-        return App(pid, url, status_read, workdir, uid, self._kill)
+        app = App(pid, url, status_read, workdir, uid, self._kill)
+        with self._lock:
+            self._live.add(app)
+        return app
 
     def _kill(self, app: App) -> None:
         try:
@@ -247,13 +255,16 @@ class Sandbox:
         except (ProcessLookupError, PermissionError):
             pass
         if app.uid is not None:
-            # Whatever the code started, even in sessions of its own, runs as this uid: kill(-1) as
-            # that uid reaches all of it (and nothing else).
-            subprocess.run([sys.executable, "-I", "-S", "-c", "import os; os.kill(-1, 9)"],
-                           user=app.uid, group=app.uid, extra_groups=[], cwd="/",
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _kill_uid(app.uid)
+        with self._lock:
+            self._live.discard(app)
 
     def close(self) -> None:
+        """Kill every app still running (after an interruption, say) and the zygote."""
+        with self._lock:
+            live = list(self._live)
+        for app in live:
+            app.kill()
         self._stop_zygote()
         shutil.rmtree(self._root, ignore_errors=True)
 
@@ -262,6 +273,14 @@ class Sandbox:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _kill_uid(uid: int) -> None:
+    """Kill every process of `uid`: whatever a learner's code started, even in sessions of its own,
+    runs as its slot's uid, and kill(-1) as that uid reaches all of it (and nothing else)."""
+    subprocess.run([sys.executable, "-I", "-S", "-c", "import os; os.kill(-1, 9)"],
+                   user=uid, group=uid, extra_groups=[], cwd="/",
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _free_uids(count: int) -> list[int]:
@@ -324,6 +343,7 @@ def _reach_hidden_import_dirs(hidden: dict[str, int]) -> None:
 
 
 def _zygote(channel_fd: int, preload: list[str]) -> None:
+    import ctypes  # noqa: F401  (for _die_with_parent, before the child loses the stdlib's folder)
     import gc
     import importlib
 
@@ -387,6 +407,7 @@ def _child(request: dict, listen_fd: int, status_fd: int, hidden: dict[str, int]
         os.setgid(request["uid"])
         os.setuid(request["uid"])
         _reach_hidden_import_dirs(hidden)
+    _die_with_parent()
     os.environ.clear()
     os.environ.update(request["env"])
     tempfile.tempdir = None  # computed afresh from TMPDIR
@@ -394,6 +415,14 @@ def _child(request: dict, listen_fd: int, status_fd: int, hidden: dict[str, int]
     sys.argv = ["lab-exercise"]
     status = os.fdopen(status_fd, "w", buffering=1)
     return _serve_exercise(request, socket.socket(fileno=listen_fd), status)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when the zygote ends (it ends when the grader does)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _tasks_of(uid: int) -> int:

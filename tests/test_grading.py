@@ -227,6 +227,23 @@ FAILS_ON_ACCENTS = '''greet_app = FastAPI()
 async def greet(name: str):
     return {"message": f"Hello, {name.encode('ascii', 'replace').decode()}!"}
 '''
+CRASHES_WHEN_ASKED = '''import os
+
+greet_app = FastAPI()
+
+
+@greet_app.get("/greet")
+async def greet(name: str):
+    os._exit(1)
+'''
+RAISES_WHEN_ASKED = '''greet_app = FastAPI()
+
+
+@greet_app.get("/greet")
+async def greet(name: str):
+    greetings = {}
+    return {"message": greetings[name]}
+'''
 STARTUP_FAILS = '''from contextlib import asynccontextmanager
 
 
@@ -301,6 +318,10 @@ def corpus(solution_nb, learner_nb, results: Path) -> dict[str, tuple[bytes, dic
         "monkeypatches the grader.ipynb": hostile(wrong_greeting(PATCHER), 2, "the greeting for Ada was not"),
         "prints passing results.ipynb": hostile(wrong_greeting(LIAR), 2, "the greeting for Ada was not"),
         "writes into results.ipynb": hostile(writer(results), 4, root=True),
+        "crashes when asked.ipynb": hostile(CRASHES_WHEN_ASKED, 0, "- the app's process ended while it was being "
+                                                                 "checked (os._exit(), a crash, or a limit)"),
+        "raises when asked.ipynb": hostile(RAISES_WHEN_ASKED, 2, "- the app raised KeyError: 'Ada' "
+                                                               "(line 7 of the exercise cell)"),
         "syntax error.ipynb": hostile("def greet(:\n    pass\n", 0, "SyntaxError"),
         "startup fails.ipynb": hostile(STARTUP_FAILS, 0, "the app did not start: RuntimeError: the database is not there"),
         "missing exercise.ipynb": (nb_bytes(with_exercises(learner_nb, **{"99-greet": None, "99-mail": ref_mail})),
@@ -346,7 +367,7 @@ CORPUS_NAMES = [
     "edited setup and check cells.ipynb", "ids lost.ipynb", "partial credit.ipynb", "endless loop.ipynb",
     "endless request handler.ipynb", "memory bomb.ipynb", "fork bomb.ipynb", "sys exit.ipynb", "os exit.ipynb",
     "kills its parent.ipynb", "monkeypatches the grader.ipynb", "prints passing results.ipynb",
-    "writes into results.ipynb", "syntax error.ipynb", "startup fails.ipynb", "missing exercise.ipynb",
+    "writes into results.ipynb", "crashes when asked.ipynb", "raises when asked.ipynb", "syntax error.ipynb", "startup fails.ipynb", "missing exercise.ipynb",
     "empty.ipynb", "corrupt.ipynb", "other course.ipynb", "stored/notes.txt", "stored/not a notebook.ipynb",
     "stored/truncated.ipynb",
 ]
@@ -485,6 +506,14 @@ def test_starting_an_app_costs_well_under_a_second(tiny_run):
 # -- the command line ----------------------------------------------------------------------------
 
 
+def test_results_inside_the_submissions_folder_are_not_graded(tiny_run, tmp_path):
+    nbformat.write(tiny_run["learner"], tmp_path / "untouched.ipynb")
+    for _ in range(2):
+        report = grading.grade(tmp_path, tmp_path / "results", limits=LIMITS,
+                               solutions_dir=tiny_run["base"] / "solutions", suites=SUITES)
+        assert [r["submission"] for r in report.results] == ["untouched.ipynb"]
+
+
 def test_grade_fails_only_when_it_cannot_grade_at_all(tmp_path, capsys):
     assert cli_main(["grade", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
     assert "is not a folder of submissions" in capsys.readouterr().err
@@ -532,14 +561,18 @@ def test_real_notebooks_grade_from_the_command_line(tmp_path, capsys):
         reference = _notebook_path("solutions", notebook_id)
         shutil.copy(reference, submissions / f"{notebook_id} reference.ipynb")
         shutil.copy(_notebook_path("notebooks", notebook_id), submissions / f"{notebook_id} untouched.ipynb")
-        broken = nbformat.read(reference, as_version=4)
-        first = pristine.exercises[0]
-        next(c for c in broken.cells if c.get("id") == f"{first}-solution").source = "def oops(:\n"
-        nbformat.write(broken, submissions / f"{notebook_id} syntax error.ipynb")
         points = {e: s.points for e, s in pristine.suites.items()}
         expected[f"{notebook_id} reference.ipynb"] = points
         expected[f"{notebook_id} untouched.ipynb"] = dict.fromkeys(points, 0)
-        expected[f"{notebook_id} syntax error.ipynb"] = {**points, first: 0}
+        first, last = pristine.exercises[0], pristine.exercises[-1]
+        for kind, exercise, source in (("syntax error", first, "def oops(:\n"),
+                                       ("fork bomb", first, "import os\nwhile True:\n    os.fork()\n"),
+                                       ("memory bomb", last, "blocks = []\nwhile True:\n"
+                                                             "    blocks.append(bytearray(b'x' * 10**7))\n")):
+            broken = nbformat.read(reference, as_version=4)
+            next(c for c in broken.cells if c.get("id") == f"{exercise}-solution").source = source
+            nbformat.write(broken, submissions / f"{notebook_id} {kind}.ipynb")
+            expected[f"{notebook_id} {kind}.ipynb"] = {**points, exercise: 0}
     out = tmp_path / "results"
     assert cli_main(["grade", str(submissions), "--out", str(out), "--jobs", "2"]) == 0
     captured = capsys.readouterr()
