@@ -89,6 +89,17 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def summarize_errors(tracebacks: list[str], limit: int = 3) -> list[str]:
+    """The distinct exception lines of an app's logged tracebacks, without addresses."""
+    lines = []
+    for text in tracebacks:
+        last = text.strip().splitlines()[-1] if text.strip() else ""
+        last = _ADDRESS.sub("<app>", last)[:200]
+        if last and ("Error" in last or "Exception" in last) and last not in lines:
+            lines.append(last)
+    return sorted(lines)[:limit]
+
+
 class Suite:
     def __init__(self, exercise_id: str, app_name: str, title: str):
         self.exercise_id = exercise_id
@@ -148,6 +159,7 @@ class Results:
     exercise_id: str
     title: str
     checks: list[CheckResult]
+    app_errors: list[str] = field(default_factory=list)  # what the app raised while checked
 
     @property
     def earned(self) -> int:
@@ -163,7 +175,8 @@ class Results:
 
     def to_dict(self) -> dict:
         return {"exercise": self.exercise_id, "title": self.title, "earned": self.earned,
-                "possible": self.possible, "checks": [asdict(c) for c in self.checks]}
+                "possible": self.possible, "checks": [asdict(c) for c in self.checks],
+                "app_errors": self.app_errors}
 
     def __repr__(self) -> str:
         lines = [f"{self.exercise_id}: {self.title} - {self.earned}/{self.possible} points"]
@@ -174,6 +187,8 @@ class Results:
                 lines.append(f"         {c.message}")
                 if c.hint:
                     lines.append(f"         hint: {c.hint}")
+        if self.app_errors:
+            lines.append("  your app raised: " + "; ".join(self.app_errors))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -191,7 +206,9 @@ class Results:
             f"<div><b>{html.escape(self.exercise_id)}: {html.escape(self.title)}</b> - "
             f"{self.earned}/{self.possible} points"
             "<table><thead><tr><th></th><th>check</th><th>points</th><th>why</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table></div>"
+            f"<tbody>{''.join(rows)}</tbody></table>"
+            + (f"<p>your app raised: <code>{html.escape('; '.join(self.app_errors))}</code></p>" if self.app_errors else "")
+            + "</div>"
         )
 
     def _repr_mimebundle_(self, include=None, exclude=None):

@@ -35,7 +35,8 @@ def _cmd_check(args) -> int:
             data = output.get("data", {}).get(RESULTS_MIME)
             if data:
                 found = True
-                results = Results(data["exercise"], data["title"], [CheckResult(**c) for c in data["checks"]])
+                results = Results(data["exercise"], data["title"], [CheckResult(**c) for c in data["checks"]],
+                                  data.get("app_errors", []))
                 print(repr(results), end="\n\n")
                 earned += results.earned
                 possible += results.possible

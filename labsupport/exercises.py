@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from . import services, suites
-from .checks import _ADDRESS, Context, Results, check_client
+from .checks import _ADDRESS, Context, Results, check_client, summarize_errors
 from .errors import LabError
 from .serving import serve
 
@@ -26,6 +26,9 @@ def check(exercise_id: str, app=None) -> Results:
     mailbox = None if services.using_real_smtp() else services.mailbox()
     try:
         with check_client(server.url) as client:
-            return suite.run(Context(url=server.url, client=client, mailbox=mailbox))
+            results = suite.run(Context(url=server.url, client=client, mailbox=mailbox))
     finally:
         server.stop()
+    if not results.passed:
+        results.app_errors = summarize_errors(server.errors)
+    return results
