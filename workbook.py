@@ -51,7 +51,9 @@ def main() -> None:
     ensure_installed()
     os.chdir(ROOT)
     if command == "lab":
-        argv = [str(PYTHON), "-m", "jupyter", "lab", "--notebook-dir", str(ROOT), "notebooks/", *args]
+        argv = [str(PYTHON), "-m", "jupyter", "lab", str(ROOT / "notebooks"), *args]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            argv.append("--allow-root")  # containers and CI machines often run as root
     else:
         argv = [str(PYTHON), "-m", "pytest", *args]
     if os.name == "nt":
