@@ -165,13 +165,14 @@ class Sandbox:
         self._root.chmod(0o711)  # children may enter their own folder, but not list the others
         self._preload = [*PRELOAD, *preload]
         self._lock = threading.Lock()
+        self._channel_lock = threading.Lock()
         self._count = 0
         self._live: set[App] = set()
-        for uid in filter(None, self.uids):
-            _kill_uid(uid)  # leftovers of a grader that was itself killed
         self._zygote: subprocess.Popen | None = None
         self._channel: socket.socket | None = None
         self._start_zygote()
+        for uid in filter(None, self.uids):
+            self._kill_uid(uid)  # leftovers of a grader that was itself killed
 
     # -- the zygote ----------------------------------------------------------------------------
     def _start_zygote(self) -> None:
@@ -198,14 +199,14 @@ class Sandbox:
         ours.settimeout(10)
         self._channel = ours
 
-    def _fork(self, request: dict, fds: list[int]) -> int:
-        with self._lock:
+    def _ask(self, request: dict, fds: list[int] = ()) -> dict:
+        """Send the zygote one request (with file descriptors) and return its answer."""
+        with self._channel_lock:
             for attempt in (1, 2):
                 try:
                     socket.send_fds(self._channel, [json.dumps(request).encode()], fds)
-                    reply = json.loads(self._channel.recv(1024))
-                    return int(reply["pid"])
-                except (OSError, ValueError, KeyError):
+                    return json.loads(self._channel.recv(1024))
+                except (OSError, ValueError):
                     if attempt == 2:
                         raise LabError("the grader's sandbox process stopped answering") from None
                     self._stop_zygote()  # it died (killed by a learner's code when not root?)
@@ -240,7 +241,7 @@ class Sandbox:
             "limits": vars(self.limits),
         }
         try:
-            pid = self._fork(request, [listener.fileno(), status_write])
+            pid = int(self._ask(request, [listener.fileno(), status_write])["pid"])
         finally:
             listener.close()  # only the child holds the socket: when it dies, connections are refused
             os.close(status_write)
@@ -255,9 +256,14 @@ class Sandbox:
         except (ProcessLookupError, PermissionError):
             pass
         if app.uid is not None:
-            _kill_uid(app.uid)
+            self._kill_uid(app.uid)
         with self._lock:
             self._live.discard(app)
+
+    def _kill_uid(self, uid: int) -> None:
+        """Kill every process of `uid`: whatever a learner's code started, even in sessions of its
+        own, runs as its slot's uid, and kill(-1) as that uid reaches all of it (and nothing else)."""
+        self._ask({"kill_uid": uid})
 
     def close(self) -> None:
         """Kill every app still running (after an interruption, say) and the zygote."""
@@ -273,14 +279,6 @@ class Sandbox:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _kill_uid(uid: int) -> None:
-    """Kill every process of `uid`: whatever a learner's code started, even in sessions of its own,
-    runs as its slot's uid, and kill(-1) as that uid reaches all of it (and nothing else)."""
-    subprocess.run([sys.executable, "-I", "-S", "-c", "import os; os.kill(-1, 9)"],
-                   user=uid, group=uid, extra_groups=[], cwd="/",
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _free_uids(count: int) -> list[int]:
@@ -364,17 +362,38 @@ def _zygote(channel_fd: int, preload: list[str]) -> None:
             return
         if not message:
             return  # the grader is gone
+        request = json.loads(message)
+        if "kill_uid" in request:
+            _kill_uid(request["kill_uid"])
+            channel.send(b"{}")
+            continue
         pid = os.fork()
         if pid == 0:
             code = 70
             try:
                 channel.close()
-                code = _child(json.loads(message), *fds, hidden)
+                code = _child(request, *fds, hidden)
             finally:
                 os._exit(code)
         for fd in fds:
             os.close(fd)
         channel.send(json.dumps({"pid": pid}).encode())
+
+
+def _kill_uid(uid: int) -> None:
+    """Kill every process of `uid` from a child that becomes `uid`; return once it is done."""
+    done_read, done_write = os.pipe()
+    if os.fork() == 0:
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            os.kill(-1, signal.SIGKILL)  # every process this uid may signal, except this one
+        finally:
+            os._exit(0)  # closes done_write: the zygote's read below returns
+    os.close(done_write)
+    os.read(done_read, 1)
+    os.close(done_read)
 
 
 def _child(request: dict, listen_fd: int, status_fd: int, hidden: dict[str, int]) -> int:
@@ -437,14 +456,18 @@ def _tasks_of(uid: int) -> int:
     return count
 
 
+def _cell_name(filename: str) -> str:
+    """The cell that notebook.run_program compiled as `<cell ID>`."""
+    return "the exercise cell" if filename.endswith("-solution>") else f"setup cell {filename[6:-1]}"
+
+
 def _where(tb) -> str:
     """' (line N of the exercise cell)' for the innermost frame in a notebook cell."""
     where = ""
     while tb is not None:
         name = tb.tb_frame.f_code.co_filename
         if name.startswith("<cell "):
-            cell = "the exercise cell" if name.endswith("-solution>") else f"setup cell {name[6:-1]}"
-            where = f" (line {tb.tb_lineno} of {cell})"
+            where = f" (line {tb.tb_lineno} of {_cell_name(name)})"
         tb = tb.tb_next
     return where
 
@@ -452,6 +475,8 @@ def _where(tb) -> str:
 def _describe(error: BaseException) -> str:
     from .checks import _ADDRESS
 
+    if isinstance(error, SyntaxError) and str(error.filename).startswith("<cell "):
+        return f"{type(error).__name__}: {error.msg} (line {error.lineno} of {_cell_name(error.filename)})"
     text = _ADDRESS.sub("<address>", str(error)).strip()
     return (f"{type(error).__name__}: {text}" if text else type(error).__name__)[:300] + _where(error.__traceback__)
 

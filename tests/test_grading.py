@@ -322,7 +322,8 @@ def corpus(solution_nb, learner_nb, results: Path) -> dict[str, tuple[bytes, dic
                                                                  "checked (os._exit(), a crash, or a limit)"),
         "raises when asked.ipynb": hostile(RAISES_WHEN_ASKED, 2, "- the app raised KeyError: 'Ada' "
                                                                "(line 7 of the exercise cell)"),
-        "syntax error.ipynb": hostile("def greet(:\n    pass\n", 0, "SyntaxError"),
+        "syntax error.ipynb": hostile("def greet(:\n    pass\n", 0,
+                                      "the exercise cell raised SyntaxError: invalid syntax (line 1 of the exercise cell)"),
         "startup fails.ipynb": hostile(STARTUP_FAILS, 0, "the app did not start: RuntimeError: the database is not there"),
         "missing exercise.ipynb": (nb_bytes(with_exercises(learner_nb, **{"99-greet": None, "99-mail": ref_mail})),
                                    {"points": {"99-greet": 0, "99-mail": 3}, "says": "the exercise cell is missing"}),
