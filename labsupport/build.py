@@ -20,10 +20,6 @@ NOTEBOOKS = ROOT / "notebooks"
 EXECUTION_TIMEOUT = 120
 
 
-def _points() -> dict[str, int]:
-    return {exercise_id: suite.points for exercise_id, suite in suites.all_suites().items()}
-
-
 def execute(nb, cwd: Path, allow_errors: bool = False):
     """Run every cell in a fresh kernel, as "Restart kernel and run all" does."""
     NotebookClient(
@@ -54,7 +50,10 @@ def build(names: list[str] | None = None, check: bool = False, outputs: bool = T
     """Re-execute each source notebook and build its learner notebook, or with check=True write
     nothing and return what differs. With outputs=False (check only) nothing is executed and only
     sources, ids and metadata are compared: nbval checks the outputs. Returns the problems found."""
-    points = _points()
+    all_suites = suites.all_suites()
+    points = {exercise_id: suite.points for exercise_id, suite in all_suites.items()}
+    hints = {exercise_id: [c.hint for c in suite.checks if c.hint and not c.hidden]
+             for exercise_id, suite in all_suites.items()}
     problems = []
     sources = sorted(SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
     if names:
@@ -65,7 +64,7 @@ def build(names: list[str] | None = None, check: bool = False, outputs: bool = T
         source_nb = nbformat.read(source_path, as_version=4)
         notebook.validate(source_nb, points)
         solution = copy.deepcopy(source_nb)
-        notebook.stamp(solution, points)
+        notebook.stamp(solution, points, hints)
         learner = learner_version(solution)
         if outputs or not check:
             execute(solution, SOLUTIONS)

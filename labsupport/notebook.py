@@ -7,7 +7,7 @@ so the notebooks also open in nbgrader's tools:
 |----------|--------------------------------------------------|-------------------------------|
 | setup    | {"role": "setup"}                                | locked                        |
 | exercise | {"role": "exercise", "exercise": ID}             | solution, id ID-solution      |
-| check    | {"role": "check", "exercise": ID}                | grade, locked, points, ID-check |
+| check    | {"role": "check", "exercise": ID, points, hints} | grade, locked, points, ID-check |
 
 An exercise cell holds one or more regions between "### BEGIN SOLUTION" and "### END SOLUTION";
 the learner's notebook gets "# YOUR CODE HERE" and `raise NotImplementedError()` in their place.
@@ -76,8 +76,9 @@ def validate(nb, points: dict[str, int]) -> None:
         raise LabError(f"exercises without a check cell, or the reverse: {sorted(exercises ^ checks)}")
 
 
-def stamp(nb, points: dict[str, int]) -> None:
-    """Give every role cell its stable id and nbgrader metadata."""
+def stamp(nb, points: dict[str, int], hints: dict[str, list[str]] | None = None) -> None:
+    """Give every role cell its stable id and nbgrader metadata; a check cell also gets its
+    exercise's points and hints (from the suite, the one place they are written)."""
     for cell in nb.cells:
         kind, exercise = role(cell), exercise_of(cell)
         if kind is None:
@@ -92,6 +93,9 @@ def stamp(nb, points: dict[str, int]) -> None:
         else:
             grade_id = cell["id"] = f"{exercise}-check"
             nbgrader = {"grade": True, "solution": False, "locked": True, "points": points[exercise]}
+            cell.metadata["labsupport"]["points"] = points[exercise]
+            if hints is not None:
+                cell.metadata["labsupport"]["hints"] = hints.get(exercise, [])
         cell.metadata["nbgrader"] = {**nbgrader, "grade_id": grade_id, "schema_version": 3}
 
 

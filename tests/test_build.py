@@ -70,10 +70,11 @@ def test_validate_catches_a_missing_check_cell_and_unknown_exercises():
 def test_stamp_gives_stable_ids_and_nbgrader_points():
     nb = make_nb(role_cell("import os", "setup"), role_cell(SOLVED, "exercise", "99-ex"),
                  role_cell('lab.check("99-ex")', "check", "99-ex"))
-    notebook.stamp(nb, {"99-ex": 3})
+    notebook.stamp(nb, {"99-ex": 3}, {"99-ex": ["first hint"]})
     exercise, check = nb.cells[1], nb.cells[2]
     assert exercise.id == "99-ex-solution" and exercise.metadata.nbgrader["solution"] is True
     assert check.id == "99-ex-check" and check.metadata.nbgrader["points"] == 3
+    assert check.metadata.labsupport["hints"] == ["first hint"]
     assert nb.cells[0].metadata.nbgrader["locked"] is True
 
 
