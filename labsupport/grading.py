@@ -27,6 +27,7 @@ import os
 import queue
 import re
 import shutil
+import sqlite3
 import stat
 import sys
 import threading
@@ -38,6 +39,7 @@ from pathlib import Path
 from . import notebook, suites as suite_registry
 from .checks import Context, Suite, check_client
 from .errors import LabError
+from .faults import SQLiteLock
 from .sandbox import Limits, Sandbox, imports_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +60,7 @@ class Pristine:
     suites: dict[str, Suite]
     stubs: dict[str, str]            # exercise id -> the learner's untouched exercise cell
     setup: list[tuple[str, str]]     # (cell id, source), in order
-    checks: dict[str, str]           # exercise id -> check cell source
+    checks: dict[str, tuple[str, str]]  # exercise id -> its check cell (id, source)
 
 
 def load_catalogue(solutions_dir: Path = SOLUTIONS, suites: dict[str, Suite] | None = None) -> dict[str, Pristine]:
@@ -82,7 +84,7 @@ def load_catalogue(solutions_dir: Path = SOLUTIONS, suites: dict[str, Suite] | N
                 exercises.append(exercise)
                 stubs[exercise] = notebook.stub_source(cell["source"])
             elif kind == "check":
-                checks[exercise] = cell["source"]
+                checks[exercise] = (cell.get("id"), cell["source"])
                 declared = cell.get("metadata", {}).get("nbgrader", {}).get("points")
                 if declared is not None and declared != suites[exercise].points:
                     raise LabError(f"{path.name}: the check cell of {exercise} declares {declared} points, "
@@ -168,7 +170,7 @@ def tampering(nb: dict, pristine: Pristine) -> list[str]:
     by_id = {c.get("id"): c for c in nb["cells"] if c.get("id")}
     originals = [(f"setup cell {n} (`{_first_line(src)}`)", cell_id, src)
                  for n, (cell_id, src) in enumerate(pristine.setup, 1)]
-    originals += [(f"the check cell of {e}", f"{e}-check", pristine.checks[e]) for e in pristine.exercises]
+    originals += [(f"the check cell of {e}", *pristine.checks[e]) for e in pristine.exercises]
     if not any(cell_id in by_id for _, cell_id, _ in originals):
         return ["the notebook's cell ids were lost, so its setup and check cells could not be compared; "
                 "the original ones were used"]
@@ -251,15 +253,23 @@ class Grader:
         return result
 
     def run_exercise(self, suite: Suite, program, slot: int, budget: float, name: str = "") -> dict:
-        """Start the learner's app in the sandbox and judge it over the wire within `budget` seconds."""
+        """Start the learner's app in the sandbox and judge it over the wire within `budget` seconds.
+
+        The exercise gets services of its own, which no other job sees: a mailbox, a Redis behind a
+        fault proxy, and a SQLite file in its folder with a lock as its fault point."""
+        from .faults import FaultProxy, Faults
         from .services import FakeRedisServer, Mailbox
 
         started = time.monotonic()
         deadline = started + budget
-        mailbox, redis = Mailbox(), FakeRedisServer()  # the exercise's own: no other job sees them
-        env = {"LAB_SMTP_URL": mailbox.url, "LAB_REDIS_URL": redis.url,
+        workdir = self.sandbox.workdir(slot)
+        database = workdir / "lab.db"
+        mailbox, redis = Mailbox(), FakeRedisServer()
+        faults = Faults(FaultProxy(redis.url), _LockOnLearnersFile(str(database)))
+        env = {"LAB_SMTP_URL": mailbox.url, "LAB_REDIS_URL": faults.redis.url,
+               "LAB_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
                "LAB_TIME_SCALE": os.environ.get("LAB_TIME_SCALE", "0.01")}
-        app = self.sandbox.start_app(slot, program, suite.app_name, env)
+        app = self.sandbox.start_app(slot, workdir, program, suite.app_name, env)
         client = check_client(app.url)
         timer = threading.Timer(0, app.kill)
         timing = {"submission": name, "exercise": suite.exercise_id}
@@ -271,7 +281,7 @@ class Grader:
             timer = threading.Timer(deadline - time.monotonic(), app.kill)  # a hung app is killed,
             timer.daemon = True                                              # so pending checks fail fast
             timer.start()
-            ctx = Context(url=app.url, client=client, mailbox=mailbox, extras={"redis_url": redis.url})
+            ctx = Context(url=app.url, client=client, mailbox=mailbox, extras={"faults": faults})
             out_of_time = (f"stopped: the exercise's time limit ({budget:.0f} s) ran out "
                            "(an endless loop, or an app that does not answer?)")
             rows = []
@@ -296,10 +306,38 @@ class Grader:
             cleanup = time.monotonic()
             client.close()
             app.close()
+            faults.database.close()
+            faults.redis.close()
             mailbox.close()
             threading.Thread(target=redis.close, daemon=True).start()  # its shutdown polls for 0.5 s
             timing["cleanup"] = time.monotonic() - cleanup
             self.timings.append(timing)
+
+
+class _LockOnLearnersFile(SQLiteLock):
+    """The database's fault point in the grader: a lock on the SQLite file in the learner's folder.
+
+    The grader may run as root and the folder is the learner's, so the file is opened once without
+    following links and never created, and SQLite locks that very file (through /proc/self/fd)."""
+
+    _fd: int | None = None
+
+    def _take(self) -> None:
+        if self._conn is None:
+            fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise LabError("the app's database is not a plain file")
+            self._fd = fd
+            self._conn = sqlite3.connect(f"file:/proc/self/fd/{fd}?mode=rw", uri=True, timeout=5,
+                                         isolation_level=None, check_same_thread=False)
+            self._conn.execute("BEGIN EXCLUSIVE")
+
+    def _release(self) -> None:
+        super()._release()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 # -- a grading run -------------------------------------------------------------------------------

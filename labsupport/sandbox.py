@@ -220,15 +220,20 @@ class Sandbox:
             self._zygote.wait()
 
     # -- apps ------------------------------------------------------------------------------------
-    def start_app(self, slot: int, program: list[tuple[str, str]], app_name: str, env: dict[str, str]) -> App:
-        """Fork a child that builds the app from `program` (cells as (id, source)) and serves it."""
+    def workdir(self, slot: int) -> Path:
+        """A new private folder for an app of this slot (its cwd, HOME and TMPDIR)."""
         with self._lock:
             self._count += 1
             workdir = self._root / f"run-{self._count}"
         workdir.mkdir(mode=0o700)
+        if self.uids[slot] is not None:
+            os.chown(workdir, self.uids[slot], self.uids[slot])
+        return workdir
+
+    def start_app(self, slot: int, workdir: Path, program: list[tuple[str, str]], app_name: str,
+                  env: dict[str, str]) -> App:
+        """Fork a child that builds the app from `program` (cells as (id, source)) and serves it."""
         uid = self.uids[slot]
-        if uid is not None:
-            os.chown(workdir, uid, uid)
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.bind(("127.0.0.1", 0))
         listener.listen(128)
