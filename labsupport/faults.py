@@ -348,7 +348,8 @@ def enable() -> Faults:
         return _faults
 
 
-def _enabled() -> Faults:
+def current() -> Faults:
+    """The fault points enable() made (LabError when fault injection is off)."""
     if _faults is None:
         raise LabError("fault injection is off: call lab.faults.enable() before the app starts, "
                        "and create the app's Redis client and database engine at startup from "
@@ -358,12 +359,12 @@ def _enabled() -> Faults:
 
 def redis() -> FaultProxy:
     """The fault point in front of this lab's Redis (after enable())."""
-    return _enabled().redis
+    return current().redis
 
 
 def database() -> FaultPoint:
     """The fault point of this lab's database (after enable())."""
-    return _enabled().database
+    return current().database
 
 
 def restore() -> None:
