@@ -210,6 +210,10 @@ class Mailbox:
         ready.set()
         self._loop.run_forever()
         server.close()
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:  # clients still connected (an app killed mid-delivery): end them quietly
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self._loop.run_until_complete(server.wait_closed())
         self._loop.close()
 

@@ -588,7 +588,55 @@ def test_real_notebooks_grade_from_the_command_line(tmp_path, capsys):
 
 
 def test_the_installed_command_runs(tmp_path):
-    """`labsupport grade` as an instructor types it (a separate process, exit status 2 on bad input)."""
+    """`labsupport grade` as an instructor types it, in a process of its own: progress on stderr and
+    nothing else there, the summary on stdout, exit status 2 only when it cannot grade at all."""
     command = [sys.executable, "-m", "labsupport", "grade", str(tmp_path / "missing"), "--out", str(tmp_path)]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 2 and "is not a folder of submissions" in finished.stderr
+    if not REAL:
+        return
+    submissions = tmp_path / "submissions"
+    submissions.mkdir()
+    reference = _notebook("solutions", next(iter(REAL)))
+    nbformat.write(reference, submissions / "a.ipynb")
+    (submissions / "b.ipynb").write_text("{")
+    command = [sys.executable, "-m", "labsupport", "grade", str(submissions), "--out", str(tmp_path / "out")]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stderr.splitlines() == [
+        f"[1/2] a.ipynb: {sum(s.points for s in REAL[next(iter(REAL))].suites.values())}/"
+        f"{sum(s.points for s in REAL[next(iter(REAL))].suites.values())}",
+        "[2/2] b.ipynb: not graded: corrupt notebook: not valid JSON at line 1"]
+    assert "Graded 1 of 2 submissions" in finished.stdout
+
+
+def test_the_database_fault_point_never_follows_the_learners_links(tmp_path):
+    """The grader (root) locks the app's SQLite file in the learner's folder: a link planted there
+    must not make it open, create or lock anything else."""
+    target = tmp_path / "grader-owned.txt"
+    target.write_text("precious")
+    folder = tmp_path / "learner"
+    folder.mkdir()
+    (folder / "lab.db").symlink_to(target)
+    with pytest.raises(OSError):
+        grading._LockOnLearnersFile(str(folder / "lab.db")).hang()
+    (folder / "lab.db").unlink()
+    (folder / "lab.db").symlink_to(tmp_path / "created-by-root.db")
+    with pytest.raises(OSError):
+        grading._LockOnLearnersFile(str(folder / "lab.db")).hang()
+    assert target.read_text() == "precious" and not (tmp_path / "created-by-root.db").exists()
+
+
+def test_the_database_fault_point_locks_the_apps_file(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "lab.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    lock = grading._LockOnLearnersFile(str(path)).hang()
+    reader = sqlite3.connect(path, timeout=0.1)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        reader.execute("SELECT * FROM t").fetchall()
+    lock.restore()
+    assert reader.execute("SELECT * FROM t").fetchall() == []
+    reader.close()
