@@ -58,8 +58,8 @@ class _RouteToServer(logging.Handler):
         server = _current_server.get()
         if server is not None:
             server._keep(record)
-        elif record.levelno >= logging.WARNING and not logging.getLogger().handlers[:-1]:
-            logging.lastResort.handle(record)
+        elif record.levelno >= logging.WARNING and logging.getLogger().handlers == [self]:
+            logging.lastResort.handle(record)  # what Python prints when no handler is configured
 
 
 _root = logging.getLogger()

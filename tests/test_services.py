@@ -1,4 +1,5 @@
 import asyncio
+import os
 import smtplib
 import threading
 
@@ -106,3 +107,49 @@ async def savepoint_roundtrip(tmp_path):
         rows = (await conn.execute(text("SELECT id FROM t ORDER BY id"))).scalars().all()
     await engine.dispose()
     assert rows == [1, 3]
+
+
+needs_real_database = pytest.mark.skipif(
+    not os.environ.get("LAB_DATABASE_URL"), reason="set LAB_DATABASE_URL to test against a real database")
+needs_real_redis = pytest.mark.skipif(
+    not os.environ.get("LAB_REDIS_URL"), reason="set LAB_REDIS_URL to test against a real Redis")
+
+
+@needs_real_database
+def test_real_database_url_is_used_through_asyncpg():
+    assert lab.database_url().startswith("postgresql+asyncpg://")
+    asyncio.run(real_database_roundtrip())
+
+
+async def real_database_roundtrip():
+    from sqlalchemy import text
+
+    engine = lab.create_engine()
+    table = f"lab_test_{os.getpid()}"
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)"))
+        async with engine.begin() as conn:
+            await conn.execute(text(f"INSERT INTO {table} VALUES (1)"))
+            savepoint = await conn.begin_nested()
+            await conn.execute(text(f"INSERT INTO {table} VALUES (2)"))
+            await savepoint.rollback()
+        async with engine.connect() as conn:
+            assert (await conn.execute(text(f"SELECT id FROM {table}"))).scalars().all() == [1]
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
+        await engine.dispose()
+
+
+@needs_real_redis
+def test_real_redis_url_is_used_as_given():
+    assert lab.redis_url() == os.environ["LAB_REDIS_URL"]
+    client = redis.Redis.from_url(lab.redis_url())
+    key = f"lab-test:{os.getpid()}"
+    try:
+        assert client.incr(key) == 1
+        assert client.eval("return redis.call('INCR', KEYS[1])", 1, key) == 2
+    finally:
+        client.delete(key)
+        client.close()
