@@ -1,5 +1,19 @@
 import os
 
-# The test suite's notebooks/ and solutions/ are collected by nbval (see pytest.ini options);
+import pytest
+
+# The notebooks in solutions/ and notebooks/ are collected by nbval (pyproject's addopts);
 # everything under tests/ that looks like a notebook is data, not a test.
 collect_ignore_glob = ["**/*.ipynb"]
+
+
+@pytest.fixture(autouse=True)
+def _lab_environment_restored():
+    """No test may leave LAB_* variables behind: later tests, and the kernels nbval starts,
+    would inherit services that no longer exist."""
+    saved = {name: value for name, value in os.environ.items() if name.startswith("LAB_")}
+    yield
+    for name in [name for name in os.environ if name.startswith("LAB_")]:
+        if name not in saved:
+            del os.environ[name]
+    os.environ.update(saved)
