@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -236,24 +237,30 @@ class Grader:
         for exercise_id in pristine.exercises:
             suite = pristine.suites[exercise_id]
             source = find_exercise(nb, exercise_id)
+            left = deadline - time.monotonic()
             if source is None:
                 outcome = _all_failed(suite, "missing", "the exercise cell is missing from the notebook")
             elif _normal(source) == _normal(pristine.stubs[exercise_id]):
-                outcome = _all_failed(suite, "not attempted", "not attempted: the exercise cell is unchanged")
-            elif time.monotonic() >= deadline:
+                outcome = _all_failed(suite, "not attempted", "not attempted: the exercise cell is unchanged "
+                                                              "(only the exercise cell is graded)")
+            elif left <= 0:
                 outcome = _all_failed(suite, "time limit", f"not graded: the submission's time limit "
                                                            f"({self.submission_timeout:g} s) ran out")
             else:
                 program = [*pristine.setup, (f"{exercise_id}-solution", source)]
-                budget = min(self.exercise_timeout, deadline - time.monotonic())
-                outcome = self.run_exercise(suite, program, slot, budget, name)
+                if left < self.exercise_timeout:
+                    budget, limit = left, f"the submission's time limit ({self.submission_timeout:g} s)"
+                else:
+                    budget, limit = self.exercise_timeout, f"the exercise's time limit ({self.exercise_timeout:g} s)"
+                outcome = self.run_exercise(suite, program, slot, budget, limit, name)
             result["exercises"].append(outcome)
         result["earned"] = sum(e["earned"] for e in result["exercises"])
         result["possible"] = sum(e["possible"] for e in result["exercises"])
         return result
 
-    def run_exercise(self, suite: Suite, program, slot: int, budget: float, name: str = "") -> dict:
-        """Start the learner's app in the sandbox and judge it over the wire within `budget` seconds.
+    def run_exercise(self, suite: Suite, program, slot: int, budget: float, limit: str, name: str = "") -> dict:
+        """Start the learner's app in the sandbox and judge it over the wire within `budget` seconds
+        (`limit` names the limit that sets the budget, for the feedback).
 
         The exercise gets services of its own, which no other job sees: a mailbox, a Redis behind a
         fault proxy, and a SQLite file in its folder with a lock as its fault point."""
@@ -262,28 +269,35 @@ class Grader:
 
         started = time.monotonic()
         deadline = started + budget
-        workdir = self.sandbox.workdir(slot)
-        database = workdir / "lab.db"
-        mailbox, redis = Mailbox(), FakeRedisServer()
-        faults = Faults(FaultProxy(redis.url), _LockOnLearnersFile(str(database)))
-        env = {"LAB_SMTP_URL": mailbox.url, "LAB_REDIS_URL": faults.redis.url,
-               "LAB_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
-               "LAB_TIME_SCALE": os.environ.get("LAB_TIME_SCALE", "0.01")}
-        app = self.sandbox.start_app(slot, workdir, program, suite.app_name, env)
-        client = check_client(app.url)
-        timer = threading.Timer(0, app.kill)
-        timing = {"submission": name, "exercise": suite.exercise_id}
+        timing = {"submission": name, "exercise": suite.exercise_id, "each": {}}
+        cleanup = ExitStack()  # closed in reverse: client, app, fault points, Redis, mailbox
         try:
-            problem = app.wait_ready(budget)
+            mailbox = Mailbox()
+            cleanup.callback(mailbox.close)
+            redis = FakeRedisServer()
+            cleanup.callback(lambda: threading.Thread(target=redis.close, daemon=True).start())  # polls 0.5 s
+            workdir = self.sandbox.workdir(slot)
+            database = workdir / "lab.db"
+            faults = Faults(FaultProxy(redis.url), _LockOnLearnersFile(str(database)))
+            cleanup.callback(faults.redis.close)
+            cleanup.callback(faults.database.close)
+            env = {"LAB_SMTP_URL": mailbox.url, "LAB_REDIS_URL": faults.redis.url,
+                   "LAB_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+                   "LAB_TIME_SCALE": os.environ.get("LAB_TIME_SCALE", "0.01")}
+            app = self.sandbox.start_app(slot, workdir, program, suite.app_name, env)
+            cleanup.callback(app.close)
+            client = cleanup.enter_context(check_client(app.url))
+
+            problem = app.wait_ready(budget, limit)
             timing["start"] = time.monotonic() - started
             if problem:
                 return _all_failed(suite, "did not start", problem)
             timer = threading.Timer(deadline - time.monotonic(), app.kill)  # a hung app is killed,
             timer.daemon = True                                              # so pending checks fail fast
             timer.start()
+            cleanup.callback(timer.cancel)
             ctx = Context(url=app.url, client=client, mailbox=mailbox, extras={"faults": faults})
-            out_of_time = (f"stopped: the exercise's time limit ({budget:.0f} s) ran out "
-                           "(an endless loop, or an app that does not answer?)")
+            out_of_time = f"stopped: {limit} ran out (an endless loop, or an app that does not answer?)"
             rows = []
             for check in suite.checks:
                 if time.monotonic() >= deadline:
@@ -293,7 +307,7 @@ class Grader:
                 one.checks = [check]
                 began = time.monotonic()
                 verdict = one.run(ctx, include_hidden=True).checks[0]
-                timing[check.name] = time.monotonic() - began
+                timing["each"][check.name] = time.monotonic() - began
                 timed_out = not verdict.passed and time.monotonic() >= deadline
                 rows.append(_check_row(check, verdict.passed, out_of_time if timed_out else verdict.message))
             timing["checks"] = time.monotonic() - started - timing["start"]
@@ -302,15 +316,9 @@ class Grader:
                 notes.append("the app's process ended while it was being checked (os._exit(), a crash, or a limit)")
             return _exercise_result(suite, "graded", rows, notes)
         finally:
-            timer.cancel()
-            cleanup = time.monotonic()
-            client.close()
-            app.close()
-            faults.database.close()
-            faults.redis.close()
-            mailbox.close()
-            threading.Thread(target=redis.close, daemon=True).start()  # its shutdown polls for 0.5 s
-            timing["cleanup"] = time.monotonic() - cleanup
+            began = time.monotonic()
+            cleanup.close()
+            timing["cleanup"] = time.monotonic() - began
             self.timings.append(timing)
 
 
@@ -375,10 +383,12 @@ def grade(submissions_dir, out_dir, jobs: int = 1, exercise_timeout: float = 90.
     submissions_dir, out_dir = Path(submissions_dir), Path(out_dir)
     if not submissions_dir.is_dir():
         raise LabError(f"{submissions_dir} is not a folder of submissions")
-    if jobs < 1:
-        raise LabError("--jobs must be at least 1")
+    if jobs < 1 or exercise_timeout <= 0 or submission_timeout <= 0:
+        raise LabError("--jobs must be at least 1, and the time limits more than 0 seconds")
     if out_dir.exists() and not out_dir.is_dir():
         raise LabError(f"{out_dir} exists and is not a folder")
+    if out_dir.resolve() == submissions_dir.resolve():
+        raise LabError("the results need a folder of their own, not the submissions folder")
     catalogue = load_catalogue(solutions_dir, suites)
     if not catalogue:
         raise LabError(f"no notebook with exercises in {solutions_dir}")
@@ -400,6 +410,10 @@ def grade(submissions_dir, out_dir, jobs: int = 1, exercise_timeout: float = 90.
             slot = slots.get()
             try:
                 result = grader.grade_file(item[1], item[0], slot)
+            except Exception as error:  # a fault of the grader's, not the learner's: report it, go on
+                result = {"submission": item[0], "notebook": None, "status": "not graded",
+                          "problem": f"the grader failed on it ({type(error).__name__}: {error})",
+                          "notes": [], "earned": 0, "possible": 0, "exercises": [], "grader_error": True}
             finally:
                 slots.put(slot)
             with lock:
@@ -530,4 +544,5 @@ def cli(args) -> int:
                    submission_timeout=args.submission_timeout, limits=Limits(memory_mb=args.memory),
                    progress=_progress)
     print(summary(report))
-    return 0
+    could_not = all(r.get("grader_error") for r in report.results)
+    return 1 if could_not else 0  # non-zero only when the grader could grade nothing at all

@@ -90,8 +90,8 @@ class App:
         self.closed = False
         self.ended = False  # the status pipe closed: the process and all it started are gone
 
-    def wait_ready(self, timeout: float) -> str | None:
-        """None once the app serves; otherwise why it does not (an error, an exit, a timeout)."""
+    def wait_ready(self, timeout: float, limit: str = "the time limit") -> str | None:
+        """None once the app serves; otherwise why it does not (an error, an exit, `limit` ran out)."""
         deadline = time.monotonic() + timeout
         while True:
             for message in self._messages(max(0.0, deadline - time.monotonic())):
@@ -103,7 +103,7 @@ class App:
                 return ("the exercise's process ended before its app was ready "
                         "(os._exit(), a crash, or a limit)")
             if time.monotonic() >= deadline:
-                return f"the app was not ready within {timeout:.0f} s (an endless loop in the exercise cell?)"
+                return f"the app was not ready when {limit} ran out (an endless loop in the exercise cell?)"
 
     def collect_app_errors(self) -> list[str]:
         """What the app reported raising while it answered the checks (read without waiting)."""

@@ -296,7 +296,7 @@ def corpus(solution_nb, learner_nb, results: Path) -> dict[str, tuple[bytes, dic
     return {
         "reference.ipynb": (nb_bytes(solution_nb), {"points": full}),
         "untouched.ipynb": (nb_bytes(learner_nb), {"points": {"99-greet": 0, "99-mail": 0},
-                                                  "says": "not attempted: the exercise cell is unchanged"}),
+                                                  "says": "not attempted: the exercise cell is unchanged (only the exercise cell is graded)"}),
         "Copy of notebook (2) - renamed, moved cells.ipynb": (nb_bytes(shuffled), {"points": full}),
         "edited setup and check cells.ipynb": (nb_bytes(edited), {"points": full, "notes": [
             "setup cell 1 (`import labsupport as lab`) was edited; the original was used",
@@ -306,8 +306,8 @@ def corpus(solution_nb, learner_nb, results: Path) -> dict[str, tuple[bytes, dic
             "the notebook's cell ids were lost, so its setup and check cells could not be compared; "
             "the original ones were used"]}),
         "partial credit.ipynb": hostile(FAILS_ON_ACCENTS, 3, "a name with an accent came back changed"),
-        "endless loop.ipynb": hostile("while True:\n    pass\n", 0, "not ready within 4 s"),
-        "endless request handler.ipynb": hostile(ENDLESS_HANDLER, 0, "time limit (4 s) ran out"),
+        "endless loop.ipynb": hostile("while True:\n    pass\n", 0, "the app was not ready when the exercise's time limit (4 s) ran out"),
+        "endless request handler.ipynb": hostile(ENDLESS_HANDLER, 0, "stopped: the exercise's time limit (4 s) ran out"),
         "memory bomb.ipynb": hostile("blocks = []\nwhile True:\n    blocks.append(bytearray(b'x' * 10**7))\n",
                                      0, "the exercise cell raised MemoryError (line 3 of the exercise cell)"),
         "fork bomb.ipynb": hostile("import os\nwhile True:\n    os.fork()\n", 0, "BlockingIOError"),
@@ -492,7 +492,7 @@ def test_the_submission_time_limit_stops_the_rest(tiny_run, tmp_path):
                            submission_timeout=2, limits=LIMITS, solutions_dir=tiny_run["base"] / "solutions",
                            suites=SUITES)
     greet_result, mail_result = report.results[0]["exercises"]
-    assert greet_result["status"] == "did not start" and "not ready within 2 s" in greet_result["checks"][0]["message"]
+    assert greet_result["status"] == "did not start" and "not ready when the submission's time limit (2 s) ran out" in greet_result["checks"][0]["message"]
     assert mail_result["status"] == "time limit" and mail_result["earned"] == 0
     assert "the submission's time limit (2 s) ran out" in mail_result["checks"][0]["message"]
 
