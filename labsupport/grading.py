@@ -27,6 +27,7 @@ import os
 import queue
 import re
 import shutil
+import socket
 import sqlite3
 import stat
 import sys
@@ -263,29 +264,31 @@ class Grader:
         (`limit` names the limit that sets the budget, for the feedback).
 
         The exercise gets services of its own, which no other job sees: a mailbox, a Redis behind a
-        fault proxy, and a SQLite file in its folder with a lock as its fault point."""
+        fault proxy (a fakeredis in the app's own process, so that its data counts against the app's
+        memory limit, not the grader's), and a SQLite file in its folder with a lock as its fault point."""
         from .faults import FaultProxy, Faults
-        from .services import FakeRedisServer, Mailbox
+        from .services import Mailbox
 
         started = time.monotonic()
         deadline = started + budget
         timing = {"submission": name, "exercise": suite.exercise_id, "each": {}}
-        cleanup = ExitStack()  # closed in reverse: client, app, fault points, Redis, mailbox
+        cleanup = ExitStack()  # closed in reverse: client, app, fault points, Redis's socket, mailbox
         try:
             mailbox = Mailbox()
             cleanup.callback(mailbox.close)
-            redis = FakeRedisServer()
-            cleanup.callback(lambda: threading.Thread(target=redis.close, daemon=True).start())  # polls 0.5 s
+            redis = cleanup.enter_context(_listener())  # the child serves the app's fakeredis on it
             workdir = self.sandbox.workdir(slot)
             database = workdir / "lab.db"
-            faults = Faults(FaultProxy(redis.url), _LockOnLearnersFile(str(database)))
+            redis_url = "redis://127.0.0.1:{}/0".format(redis.getsockname()[1])
+            faults = Faults(FaultProxy(redis_url), _LockOnLearnersFile(str(database)))
             cleanup.callback(faults.redis.close)
             cleanup.callback(faults.database.close)
             env = {"LAB_SMTP_URL": mailbox.url, "LAB_REDIS_URL": faults.redis.url,
                    "LAB_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
                    "LAB_TIME_SCALE": os.environ.get("LAB_TIME_SCALE", "0.01")}
-            app = self.sandbox.start_app(slot, workdir, program, suite.app_name, env)
+            app = self.sandbox.start_app(slot, workdir, program, suite.app_name, env, redis_listener=redis)
             cleanup.callback(app.close)
+            redis.close()  # the child's copy is the one that serves
             client = cleanup.enter_context(check_client(app.url))
 
             problem = app.wait_ready(budget, limit)
@@ -320,6 +323,13 @@ class Grader:
             cleanup.close()
             timing["cleanup"] = time.monotonic() - began
             self.timings.append(timing)
+
+
+def _listener() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
 
 
 class _LockOnLearnersFile(SQLiteLock):
@@ -422,8 +432,11 @@ def grade(submissions_dir, out_dir, jobs: int = 1, exercise_timeout: float = 90.
                     progress(done[0], len(submissions), result)
             return result
 
-        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="grade") as pool:
+        pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="grade")
+        try:
             results = list(pool.map(grade_one, submissions))
+        finally:  # on Ctrl-C: grade nothing more; leaving the sandbox kills the apps still running
+            pool.shutdown(wait=False, cancel_futures=True)
 
     seen = {r["notebook"] for r in results if r["status"] == "graded"}
     exercises = [{"exercise": e, "notebook": p.notebook_id, "title": p.suites[e].title, "points": p.suites[e].points}

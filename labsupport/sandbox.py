@@ -41,10 +41,11 @@ from pathlib import Path
 from .errors import LabError
 
 # Imported by the zygote before it forks, on top of what the notebooks' cells import.
-PRELOAD = ("fastapi", "uvicorn", "httpx", "pydantic", "labsupport", "labsupport.notebook",
+PRELOAD = ("fastapi", "uvicorn", "httpx", "pydantic", "labsupport", "labsupport.notebook", "fakeredis",
+           "fakeredis._commands", "fakeredis.commands_mixins.server_mixin", "lupa",
            "uvicorn.protocols.http.h11_impl", "uvicorn.protocols.http.httptools_impl",
            "uvicorn.protocols.websockets.websockets_sansio_impl", "uvicorn.lifespan.on")
-UID_BASE = 64000  # learners' code runs as UID_BASE + job slot (skipping uids that have an account)
+UID_BASE = 64000  # learners' code runs as a uid from here up, one per job slot (see _claim_uids)
 ZYGOTE_START_TIMEOUT = 60.0
 
 
@@ -160,7 +161,8 @@ class Sandbox:
     def __init__(self, slots: int = 1, limits: Limits = Limits(), preload: list[str] = ()):
         self.limits = limits
         self.as_root = os.geteuid() == 0
-        self.uids = _free_uids(slots) if self.as_root else [None] * slots
+        self._uid_locks: list[int] = []
+        self.uids = self._claim_uids(slots) if self.as_root else [None] * slots
         self._root = Path(tempfile.mkdtemp(prefix="labsupport-grade-"))
         self._root.chmod(0o711)  # children may enter their own folder, but not list the others
         self._preload = [*PRELOAD, *preload]
@@ -231,8 +233,11 @@ class Sandbox:
         return workdir
 
     def start_app(self, slot: int, workdir: Path, program: list[tuple[str, str]], app_name: str,
-                  env: dict[str, str]) -> App:
-        """Fork a child that builds the app from `program` (cells as (id, source)) and serves it."""
+                  env: dict[str, str], redis_listener: socket.socket | None = None) -> App:
+        """Fork a child that builds the app from `program` (cells as (id, source)) and serves it.
+
+        With `redis_listener`, the child first serves a fakeredis on it: the app's Redis data then
+        lives in the app's own process, within its memory limit, and dies with it."""
         uid = self.uids[slot]
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.bind(("127.0.0.1", 0))
@@ -245,8 +250,9 @@ class Sandbox:
                     "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
             "limits": vars(self.limits),
         }
+        fds = [listener.fileno(), status_write] + ([redis_listener.fileno()] if redis_listener else [])
         try:
-            pid = int(self._ask(request, [listener.fileno(), status_write])["pid"])
+            pid = int(self._ask(request, fds)["pid"])
         finally:
             listener.close()  # only the child holds the socket: when it dies, connections are refused
             os.close(status_write)
@@ -278,24 +284,37 @@ class Sandbox:
             app.kill()
         self._stop_zygote()
         shutil.rmtree(self._root, ignore_errors=True)
+        for fd in self._uid_locks:
+            os.close(fd)  # releases the uid for other grading runs
+        self._uid_locks.clear()
+
+    def _claim_uids(self, count: int) -> list[int]:
+        """`count` uids from UID_BASE up that belong to no account and to no other grading run on
+        this machine (each run kills whatever runs as its uids, so it must have them to itself)."""
+        import fcntl
+
+        uids, uid = [], UID_BASE
+        while len(uids) < count:
+            try:
+                pwd.getpwuid(uid)
+            except KeyError:
+                path = Path(tempfile.gettempdir(), f"labsupport-grader-uid-{uid}.lock")
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)  # another run has it
+                else:
+                    self._uid_locks.append(fd)
+                    uids.append(uid)
+            uid += 1
+        return uids
 
     def __enter__(self) -> "Sandbox":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _free_uids(count: int) -> list[int]:
-    """`count` uids from UID_BASE up that belong to no account."""
-    uids, uid = [], UID_BASE
-    while len(uids) < count:
-        try:
-            pwd.getpwuid(uid)
-        except KeyError:
-            uids.append(uid)
-        uid += 1
-    return uids
 
 
 # -- the zygote's side ---------------------------------------------------------------------------
@@ -362,7 +381,7 @@ def _zygote(channel_fd: int, preload: list[str]) -> None:
     channel.send(b"ready")
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(channel, 16 * 1024 * 1024, 2)
+            message, fds, _, _ = socket.recv_fds(channel, 16 * 1024 * 1024, 3)
         except OSError:
             return
         if not message:
@@ -377,7 +396,7 @@ def _zygote(channel_fd: int, preload: list[str]) -> None:
             code = 70
             try:
                 channel.close()
-                code = _child(request, *fds, hidden)
+                code = _child(request, fds, hidden)
             finally:
                 os._exit(code)
         for fd in fds:
@@ -401,7 +420,9 @@ def _kill_uid(uid: int) -> None:
     os.close(done_read)
 
 
-def _child(request: dict, listen_fd: int, status_fd: int, hidden: dict[str, int]) -> int:
+def _child(request: dict, fds: list[int], hidden: dict[str, int]) -> int:
+    """The sandboxed process: fds are the app's listening socket, the status pipe and, maybe, the
+    listening socket of the app's Redis."""
     import random
     import resource
 
@@ -410,7 +431,7 @@ def _child(request: dict, listen_fd: int, status_fd: int, hidden: dict[str, int]
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    keep = sorted({listen_fd, status_fd, *hidden.values()})  # none of the zygote's other fds
+    keep = sorted({*fds, *hidden.values()})  # none of the zygote's other fds
     for low, high in zip([2, *keep], [*keep, resource.getrlimit(resource.RLIMIT_NOFILE)[0]]):
         os.closerange(low + 1, high)
     limits = request["limits"]
@@ -418,6 +439,7 @@ def _child(request: dict, listen_fd: int, status_fd: int, hidden: dict[str, int]
     # RLIMIT_NPROC counts every task of the real uid: the child's own uid when root, otherwise the
     # grader's user, whose tasks so far must be added.
     processes = limits["processes"] + (0 if request["uid"] is not None else _tasks_of(os.getuid()))
+    listen_fd, status_fd, *redis_fd = fds
     for which, value in ((resource.RLIMIT_AS, limits["memory_mb"] * mb),
                          (resource.RLIMIT_NPROC, processes),
                          (resource.RLIMIT_FSIZE, limits["file_size_mb"] * mb),
@@ -437,6 +459,10 @@ def _child(request: dict, listen_fd: int, status_fd: int, hidden: dict[str, int]
     tempfile.tempdir = None  # computed afresh from TMPDIR
     random.seed()  # not the zygote's sequence
     sys.argv = ["lab-exercise"]
+    if redis_fd:
+        from .services import FakeRedisServer
+
+        FakeRedisServer(socket.socket(fileno=redis_fd[0]))
     status = os.fdopen(status_fd, "w", buffering=1)
     return _serve_exercise(request, socket.socket(fileno=listen_fd), status)
 

@@ -65,11 +65,17 @@ def _teach_fakeredis_info() -> None:
 class FakeRedisServer:
     """A fakeredis server (with Lua) on a loopback port: a real redis:// URL for any client."""
 
-    def __init__(self):
+    def __init__(self, sock: socket.socket | None = None):
+        """`sock`: a listening socket to serve on (the grader binds one for a sandboxed app)."""
         from fakeredis import TcpFakeServer
 
         _teach_fakeredis_info()
-        self._server = TcpFakeServer(("127.0.0.1", 0), server_type="redis")
+        if sock is None:
+            self._server = TcpFakeServer(("127.0.0.1", 0), server_type="redis")
+        else:
+            self._server = TcpFakeServer(sock.getsockname()[:2], bind_and_activate=False, server_type="redis")
+            self._server.socket.close()
+            self._server.socket, self._server.server_address = sock, sock.getsockname()
         self._server.daemon_threads = True
         accept = self._server.get_request
 

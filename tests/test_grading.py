@@ -610,6 +610,16 @@ def test_the_installed_command_runs(tmp_path):
     assert "Graded 1 of 2 submissions" in finished.stdout
 
 
+@needs_root
+def test_grading_runs_at_the_same_time_use_different_uids():
+    """A run kills whatever runs as its uids, so two runs on one machine (CI jobs, two instructors)
+    must never share one."""
+    from labsupport.sandbox import Sandbox
+
+    with Sandbox(slots=2) as first, Sandbox(slots=2) as second:
+        assert len(set(first.uids + second.uids)) == 4
+
+
 def test_the_database_fault_point_never_follows_the_learners_links(tmp_path):
     """The grader (root) locks the app's SQLite file in the learner's folder: a link planted there
     must not make it open, create or lock anything else."""
