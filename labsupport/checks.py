@@ -35,10 +35,40 @@ def expect(condition: object, message: str) -> None:
         raise CheckFailed(message)
 
 
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+
+
+class _CappedStream(httpx.SyncByteStream):
+    """A response body that fails the check once it passes MAX_ANSWER_BYTES: httpx keeps whole
+    bodies in memory, and an app that answers without end must not exhaust the checker's."""
+
+    def __init__(self, stream: httpx.SyncByteStream):
+        self._stream = stream
+
+    def __iter__(self):
+        size = 0
+        for chunk in self._stream:
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise CheckFailed(f"the app's answer was larger than {MAX_ANSWER_BYTES // 2**20} MB")
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class _CappedTransport(httpx.HTTPTransport):
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        response.stream = _CappedStream(response.stream)
+        return response
+
+
 def check_client(base_url: str) -> httpx.Client:
     """The client checks talk through: a new connection per request, so that one broken answer
-    cannot spoil the next check's request."""
-    return httpx.Client(base_url=base_url, timeout=10.0, limits=httpx.Limits(max_keepalive_connections=0))
+    cannot spoil the next check's request; answers larger than MAX_ANSWER_BYTES fail the check."""
+    transport = _CappedTransport(limits=httpx.Limits(max_keepalive_connections=0))
+    return httpx.Client(base_url=base_url, timeout=10.0, transport=transport)
 
 
 @dataclass

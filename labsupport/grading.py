@@ -41,8 +41,9 @@ from pathlib import Path
 from . import notebook, suites as suite_registry
 from .checks import Context, Suite, check_client
 from .errors import LabError
-from .faults import SQLiteLock
+from .faults import FaultProxy, Faults, SQLiteLock
 from .sandbox import Limits, Sandbox, imports_of
+from .services import Mailbox
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
@@ -266,15 +267,13 @@ class Grader:
         The exercise gets services of its own, which no other job sees: a mailbox, a Redis behind a
         fault proxy (a fakeredis in the app's own process, so that its data counts against the app's
         memory limit, not the grader's), and a SQLite file in its folder with a lock as its fault point."""
-        from .faults import FaultProxy, Faults
-        from .services import Mailbox
 
         started = time.monotonic()
         deadline = started + budget
         timing = {"submission": name, "exercise": suite.exercise_id, "each": {}}
         cleanup = ExitStack()  # closed in reverse: client, app, fault points, Redis's socket, mailbox
         try:
-            mailbox = Mailbox()
+            mailbox = _GradersMailbox()
             cleanup.callback(mailbox.close)
             redis = cleanup.enter_context(_listener())  # the child serves the app's fakeredis on it
             workdir = self.sandbox.workdir(slot)
@@ -323,6 +322,20 @@ class Grader:
             cleanup.close()
             timing["cleanup"] = time.monotonic() - began
             self.timings.append(timing)
+
+
+class _GradersMailbox(Mailbox):
+    """The grader's mailbox for one exercise: it takes small messages and keeps a bounded number
+    of them, so that no app can fill the grader's memory by mail."""
+
+    data_size_limit = 1024 * 1024
+    max_messages = 200
+
+    def _received(self, message) -> None:
+        with self._cond:
+            full = len(self.messages) >= self.max_messages
+        if not full:
+            super()._received(message)
 
 
 def _listener() -> socket.socket:

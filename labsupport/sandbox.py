@@ -55,6 +55,7 @@ class Limits:
     processes: int = 256       # processes and threads of one exercise (per uid when root)
     file_size_mb: int = 64     # largest file the code may write
     cpu_seconds: int = 600     # a backstop: the grader kills by wall time long before
+    open_files: int = 1024     # files and sockets (each connection costs the grader's services too)
 
 
 def imports_of(sources) -> list[str]:
@@ -444,6 +445,7 @@ def _child(request: dict, fds: list[int], hidden: dict[str, int]) -> int:
                          (resource.RLIMIT_NPROC, processes),
                          (resource.RLIMIT_FSIZE, limits["file_size_mb"] * mb),
                          (resource.RLIMIT_CPU, limits["cpu_seconds"]),
+                         (resource.RLIMIT_NOFILE, limits["open_files"]),
                          (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(which, (value, value))
     os.chdir(request["workdir"])

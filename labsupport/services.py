@@ -177,6 +177,8 @@ class Mailbox:
         with mailbox.held(): ...    # deliveries wait until the block ends
     """
 
+    data_size_limit = 32 * 1024 * 1024  # the largest message it accepts (aiosmtpd's default)
+
     def __init__(self):
         self.messages: list[EmailMessage] = []
         self.attempts = 0  # every DATA command, accepted or refused
@@ -211,7 +213,8 @@ class Mailbox:
         self._released.set()
         handler = _MailHandler(self)
         server = self._loop.run_until_complete(
-            self._loop.create_server(lambda: SMTP(handler, hostname="lab-mail"), sock=sock)
+            self._loop.create_server(lambda: SMTP(handler, hostname="lab-mail", data_size_limit=self.data_size_limit),
+                                     sock=sock)
         )
         ready.set()
         self._loop.run_forever()

@@ -13,6 +13,7 @@ import csv
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -243,6 +244,34 @@ async def greet(name: str):
     greetings = {}
     return {"message": greetings[name]}
 '''
+ENDLESS_ANSWER = '''import asyncio
+
+from fastapi.responses import StreamingResponse
+
+greet_app = FastAPI()
+
+
+@greet_app.get("/greet")
+async def greet(name: str):
+    async def forever():
+        while True:
+            yield b"x" * 1_000_000
+            await asyncio.sleep(0)  # other requests still get answers
+    return StreamingResponse(forever())
+'''
+MAIL_FLOOD = '''mail_app = FastAPI()
+
+
+@mail_app.post("/notify")
+def notify(to: str):
+    host, port = lab.smtp_address()
+    for n in range(30):  # messages too large for the grader's mailbox: each is refused
+        try:
+            with smtplib.SMTP(host, port) as smtp:
+                smtp.sendmail("lab@example.com", [f"flood{n}@example.com"], b"x" * 3_000_000)
+        except smtplib.SMTPException:
+            pass
+''' + MAIL.split("def notify(to: str):\n")[1].replace("    ### BEGIN SOLUTION\n", "").replace("    ### END SOLUTION\n", "")
 STARTUP_FAILS = '''from contextlib import asynccontextmanager
 
 
@@ -321,6 +350,9 @@ def corpus(solution_nb, learner_nb, results: Path) -> dict[str, tuple[bytes, dic
                                                                  "checked (os._exit(), a crash, or a limit)"),
         "raises when asked.ipynb": hostile(RAISES_WHEN_ASKED, 2, "- the app raised KeyError: 'Ada' "
                                                                "(line 7 of the exercise cell)"),
+        "endless answer.ipynb": hostile(ENDLESS_ANSWER, 2, "the app's answer was larger than 16 MB"),
+        "mail flood.ipynb": (nb_bytes(with_exercises(learner_nb, **{"99-greet": ref_greet, "99-mail": MAIL_FLOOD})),
+                             {"points": full}),
         "syntax error.ipynb": hostile("def greet(:\n    pass\n", 0,
                                       "the exercise cell raised SyntaxError: invalid syntax (line 1 of the exercise cell)"),
         "startup fails.ipynb": hostile(STARTUP_FAILS, 0, "the app did not start: RuntimeError: the database is not there"),
@@ -351,11 +383,13 @@ def tiny_run(tmp_path_factory):
         path.write_bytes(content)
     sources = {m: Path(m.__file__).read_bytes() for m in (labsupport.checks, grading, labsupport.sandbox)}
     progress = []
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     report = grading.grade(submissions, results, jobs=2, exercise_timeout=EXERCISE_TIMEOUT,
                            submission_timeout=30, limits=LIMITS, solutions_dir=base / "solutions",
                            suites=SUITES, progress=lambda *args: progress.append(args))
+    growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
     return {"report": report, "items": items, "results": results, "sources": sources, "progress": progress,
-            "base": base, "learner": learner_nb, "solution": solution_nb}
+            "base": base, "learner": learner_nb, "solution": solution_nb, "growth_mb": growth_mb}
 
 
 def _by_name(report):
@@ -367,7 +401,8 @@ CORPUS_NAMES = [
     "edited setup and check cells.ipynb", "ids lost.ipynb", "partial credit.ipynb", "endless loop.ipynb",
     "endless request handler.ipynb", "memory bomb.ipynb", "fork bomb.ipynb", "sys exit.ipynb", "os exit.ipynb",
     "kills its parent.ipynb", "monkeypatches the grader.ipynb", "prints passing results.ipynb",
-    "writes into results.ipynb", "crashes when asked.ipynb", "raises when asked.ipynb", "syntax error.ipynb", "startup fails.ipynb", "missing exercise.ipynb",
+    "writes into results.ipynb", "crashes when asked.ipynb", "raises when asked.ipynb", "endless answer.ipynb", "mail flood.ipynb",
+    "syntax error.ipynb", "startup fails.ipynb", "missing exercise.ipynb",
     "empty.ipynb", "corrupt.ipynb", "other course.ipynb", "stored/notes.txt", "stored/not a notebook.ipynb",
     "stored/truncated.ipynb",
 ]
@@ -468,6 +503,11 @@ def test_learner_code_cannot_write_the_results_nor_the_grader(tiny_run):
     assert "1000" not in (results / "grades.csv").read_text()
     for module in (labsupport.checks, grading, labsupport.sandbox):
         assert Path(module.__file__).read_bytes() == tiny_run["sources"][module]
+
+
+def test_no_submission_can_fill_the_graders_memory(tiny_run):
+    """Endless answers, mail floods and bombs stay in the learners' processes or are cut short."""
+    assert tiny_run["growth_mb"] < 200, tiny_run["growth_mb"]
 
 
 def test_progress_reports_every_submission(tiny_run):
