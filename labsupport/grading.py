@@ -6,13 +6,16 @@ and each exercise by its cell id (`ID-solution`; the cell's labsupport metadata 
 lost), so renamed files and added, moved or cleared cells still grade.
 
 An exercise's app is rebuilt from the PRISTINE setup cells (from solutions/) and the learner's
-exercise cell, in a sandboxed process (see sandbox.py); its check suite, hidden checks included,
-runs here in the grader's process, over the wire, with services of the grader's own (a mailbox
-and a Redis per exercise). Setup and check cells the learner edited are reported, never run.
+exercise cell, in a sandboxed process with limits (see sandbox.py); its check suite, hidden checks
+included, runs here in the grader's process, over the wire. Each exercise gets services of its
+own: the grader's mailbox, a Redis (served in the app's process, behind the grader's fault proxy)
+and a SQLite file in the app's folder (with a lock as its fault point). Setup and check cells the
+learner edited are reported, never run.
 
 RESULTS_DIR gets grades.csv (submission, one column per exercise id, total), grades.json (every
 check's outcome and message) and feedback/<submission>.md, for the learner: what passed, what
-failed and why, hints. Nothing in them depends on ports, pids or timings.
+failed and why, hints; hidden checks appear by their one-line description, never by their code.
+Nothing in them depends on ports, pids or timings.
 
 `labsupport grade --url BASE_URL --exercise ID` runs an exercise's checks against an app deployed
 anywhere.
@@ -435,7 +438,7 @@ def grade(submissions_dir, out_dir, jobs: int = 1, exercise_timeout: float = 90.
                 result = grader.grade_file(item[1], item[0], slot)
             except Exception as error:  # a fault of the grader's, not the learner's: report it, go on
                 result = {"submission": item[0], "notebook": None, "status": "not graded",
-                          "problem": f"the grader failed on it ({type(error).__name__}: {error})",
+                          "problem": f"{type(error).__name__}: {error}",
                           "notes": [], "earned": 0, "possible": 0, "exercises": [], "grader_error": True}
             finally:
                 slots.put(slot)
@@ -491,6 +494,9 @@ def _write(path: Path, text: str) -> None:
 def feedback(result: dict) -> str:
     """The learner's report: what passed, what failed and why, hints (never any check's code)."""
     lines = [f"# Feedback on {result['submission']}", ""]
+    if result.get("grader_error"):
+        lines += [f"The grader failed on this submission ({result['problem']}); this is not your mistake."]
+        return "\n".join(lines) + "\n"
     if result["status"] != "graded":
         lines += [f"This submission could not be graded: {result['problem']}.", "",
                   "Submit the notebook file (.ipynb) you worked in, saved from JupyterLab."]
@@ -528,9 +534,13 @@ def summary(report: Report) -> str:
         lines.append(f"  {len(edited)} submission(s) with edited or deleted cells (see their feedback)")
     if rejected:
         lines.append("Not graded:")
-        lines += [f"  {r['submission']}: {r['problem']}" for r in rejected]
+        lines += [f"  {r['submission']}: {_why(r)}" for r in rejected]
     lines.append(f"Results: {report.out_dir / 'grades.csv'}, grades.json, feedback/")
     return "\n".join(lines)
+
+
+def _why(result: dict) -> str:
+    return f"the grader failed ({result['problem']})" if result.get("grader_error") else result["problem"]
 
 
 def _progress(done: int, total: int, result: dict) -> None:
@@ -538,7 +548,7 @@ def _progress(done: int, total: int, result: dict) -> None:
     if result["status"] == "graded":
         outcome = f"{result['earned']}/{result['possible']}"
     else:
-        outcome = f"not graded: {result['problem']}"
+        outcome = f"not graded: {_why(result)}"
     print(f"[{done:>{width}}/{total}] {result['submission']}: {outcome}", file=sys.stderr, flush=True)
 
 

@@ -554,6 +554,26 @@ def test_results_inside_the_submissions_folder_are_not_graded(tiny_run, tmp_path
         assert [r["submission"] for r in report.results] == ["untouched.ipynb"]
 
 
+def test_a_grader_fault_on_one_submission_spares_the_others(tiny_run, tmp_path, monkeypatch):
+    for name in ("a.ipynb", "b.ipynb"):
+        nbformat.write(tiny_run["learner"], tmp_path / name)
+    grade_file = grading.Grader.grade_file
+
+    def broken_on_a(self, path, name, slot):
+        if name == "a.ipynb":
+            raise KeyError("a bug in the grader")
+        return grade_file(self, path, name, slot)
+
+    monkeypatch.setattr(grading.Grader, "grade_file", broken_on_a)
+    report = grading.grade(tmp_path, tmp_path / "out", limits=LIMITS, solutions_dir=tiny_run["base"] / "solutions",
+                           suites=SUITES)
+    a, b = report.results
+    assert a["status"] == "not graded" and a["grader_error"] and a["problem"] == "KeyError: 'a bug in the grader'"
+    assert b["status"] == "graded"
+    assert "  a.ipynb: the grader failed (KeyError: 'a bug in the grader')" in grading.summary(report)
+    assert "this is not your mistake" in (tmp_path / "out" / "feedback" / "a.ipynb.md").read_text()
+
+
 def test_grade_fails_only_when_it_cannot_grade_at_all(tmp_path, capsys):
     assert cli_main(["grade", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
     assert "is not a folder of submissions" in capsys.readouterr().err
