@@ -14,7 +14,7 @@ A FaultProxy is a TCP proxy in front of any service, embedded or real:
 | pass         | the service, as if connected directly                                   |
 | slow(s)      | every reply from the service arrives `s` seconds late                   |
 | hang()       | connections open, but nothing comes back until restore() (then it does) |
-| refuse()     | new connections are reset at once and open ones are cut                 |
+| refuse()     | connecting is refused, and open connections are cut                     |
 
 SQLite has no network, so its fault point is a lock instead: hang() holds an exclusive lock from
 another connection, and every statement that reads or writes the file waits (for the driver's
@@ -109,8 +109,8 @@ class FaultProxy(FaultPoint):
         self._lab = _the_loop()
         self._flowing: asyncio.Event | None = None
         self._open: set[asyncio.StreamWriter] = set()
-        self._server = self._lab.call(self._start())
-        port = self._server.sockets[0].getsockname()[1]
+        self._server: asyncio.Server | None = self._lab.call(self._start())
+        port = self._port = self._server.sockets[0].getsockname()[1]
         userinfo = parts.netloc.rpartition("@")[0]
         netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
         self.address = f"127.0.0.1:{port}"
@@ -124,6 +124,12 @@ class FaultProxy(FaultPoint):
         self._flowing.set()
         return await asyncio.start_server(self._accept, "127.0.0.1", 0)
 
+    async def _listen_again(self) -> None:
+        try:
+            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self._port, reuse_address=True)
+        except OSError as error:  # another socket took the port while it was closed: very unlikely
+            raise LabError(f"the fault proxy could not listen again after refuse(): {error}") from None
+
     # -- faults ------------------------------------------------------------------------------
     def slow(self, seconds: float) -> "FaultProxy":
         """Every reply from the service arrives `seconds` later."""
@@ -136,7 +142,8 @@ class FaultProxy(FaultPoint):
         return self
 
     def refuse(self) -> "FaultProxy":
-        """Reset new connections at once and cut the open ones, as a crashed service would."""
+        """Stop listening (connecting is refused) and cut the open connections, as a crashed
+        service would."""
         self._set(REFUSE)
         return self
 
@@ -146,22 +153,30 @@ class FaultProxy(FaultPoint):
         return self
 
     def _set(self, mode: str, delay: float = 0.0) -> None:
-        def apply():
+        async def apply():
+            if self._server is None:
+                raise LabError("this fault proxy is closed")
             self.mode, self.delay = mode, delay
             if mode == HANG:
                 self._flowing.clear()
             else:
                 self._flowing.set()
             if mode == REFUSE:
+                if self._server.is_serving():
+                    self._server.close()  # the port stays ours: nobody else listens on it meanwhile
                 for writer in list(self._open):
                     _reset(writer)
+            elif not self._server.is_serving():
+                await self._listen_again()
 
-        self._lab.call(apply)
+        self._lab.call(apply())
 
     def close(self) -> None:
         """Stop listening and cut every connection."""
         def shut():
-            self._server.close()
+            if self._server is not None:
+                self._server.close()
+                self._server = None
             for writer in list(self._open):
                 _reset(writer)
             self._flowing.set()
@@ -328,10 +343,12 @@ def enable() -> Faults:
 
     Apps that take their addresses from lab.redis_url() and lab.database_url() at startup reach
     the services through the fault points: this sets LAB_REDIS_URL (and, for PostgreSQL,
-    LAB_DATABASE_URL) to the proxies' addresses. Calling it again returns the same fault points."""
+    LAB_DATABASE_URL) to the proxies' addresses. Calling it again returns the same fault points,
+    and points those variables at them again (a test harness may have restored the environment)."""
     global _faults
     with _enable_lock:
         if _faults is not None:
+            _point_environment_at(_faults)
             return _faults
         redis = FaultProxy(services.redis_url())
         db_url = services.database_url()
@@ -340,12 +357,17 @@ def enable() -> Faults:
             database: FaultPoint = SQLiteLock(sqlite_path)
         elif os.environ.get("LAB_DATABASE_URL"):
             database = FaultProxy(os.environ["LAB_DATABASE_URL"])
-            os.environ["LAB_DATABASE_URL"] = database.url
         else:
             raise LabError(f"no fault point for the database {db_url.split(':', 1)[0]!r}")
-        os.environ["LAB_REDIS_URL"] = redis.url
         _faults = Faults(redis, database)
+        _point_environment_at(_faults)
         return _faults
+
+
+def _point_environment_at(points: Faults) -> None:
+    os.environ["LAB_REDIS_URL"] = points.redis.url
+    if isinstance(points.database, FaultProxy):
+        os.environ["LAB_DATABASE_URL"] = points.database.url
 
 
 def current() -> Faults:

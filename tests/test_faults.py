@@ -59,6 +59,12 @@ def test_proxy_url_keeps_everything_but_the_address():
         p.close()
 
 
+def test_a_closed_proxy_says_so(proxy):
+    proxy.close()
+    with pytest.raises(LabError):
+        proxy.hang()
+
+
 def test_proxy_needs_a_port():
     with pytest.raises(LabError):
         faults.FaultProxy("sqlite:///tmp/x.db")
@@ -104,7 +110,7 @@ def assert_refused(p: faults.FaultProxy) -> None:
                 raise ConnectionResetError
 
 
-def test_refuse_cuts_open_connections_and_resets_new_ones(proxy):
+def test_refuse_cuts_open_connections_and_refuses_new_ones(proxy):
     with connect(proxy) as sock:
         round_trip(sock)
         proxy.refuse()
@@ -112,10 +118,13 @@ def test_refuse_cuts_open_connections_and_resets_new_ones(proxy):
             sock.sendall(b"x")
             if sock.recv(4096) == b"":
                 raise ConnectionResetError
-    assert_refused(proxy)
+    with pytest.raises(ConnectionRefusedError):  # nothing listens: the kernel refuses
+        connect(proxy)
+    proxy.refuse()  # refusing twice is fine
     proxy.restore()
-    with connect(proxy) as sock:
+    with connect(proxy) as sock:  # the same address works again
         assert round_trip(sock)[0] == b"ping"
+    proxy.restore()
 
 
 def test_a_dead_service_looks_refused():
@@ -211,6 +220,7 @@ def test_enable_routes_the_lab_services_through_fault_points(monkeypatch, tmp_pa
         faults.redis()
     points = faults.enable()
     try:
+        monkeypatch.delenv("LAB_REDIS_URL")  # as a harness that restores the environment would
         assert faults.enable() is points
         assert faults.redis() is points.redis and faults.database() is points.database
         from labsupport import services

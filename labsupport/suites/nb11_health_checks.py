@@ -108,8 +108,8 @@ def answers_in_time_when_redis_hangs(ctx: Context) -> None:
     _not_ready_because(ctx, response, "redis", "database", "Redis hanging")
 
 
-@readiness.check(points=2, hint="asyncio.wait_for waits for the cancelled query to clean up, over the same "
-                                "stuck connection: wait with asyncio.wait((task,), timeout=...) and cancel "
+@readiness.check(points=2, hint="asyncio.wait_for waits for the cancelled query to clean up, which needs the "
+                                "stuck database too: wait with asyncio.wait((task,), timeout=...) and cancel "
                                 "the task without awaiting it.")
 def answers_in_time_when_the_database_hangs(ctx: Context) -> None:
     "the database hangs: the probe still answers 503 within 1 s"

@@ -1,6 +1,6 @@
 # fails: answers_in_time_when_the_database_hangs
-# asyncio.wait_for cancels a hung check and then waits for it to end; a cancelled database query
-# cleans up over the same stuck connection, so the probe hangs as long as the database does.
+# asyncio.wait_for cancels a hung check and then waits for it to end; cleaning up a cancelled query
+# needs the stuck database too, so the probe hangs as long as the database does.
 ready_app = FastAPI(lifespan=connections)
 log = logging.getLogger("ready_app")
 DEPENDENCIES = {"database": database_answers, "redis": redis_answers}
