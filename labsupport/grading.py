@@ -316,7 +316,9 @@ class Grader:
                 timed_out = not verdict.passed and time.monotonic() >= deadline
                 rows.append(_check_row(check, verdict.passed, out_of_time if timed_out else verdict.message))
             timing["checks"] = time.monotonic() - started - timing["start"]
-            notes = [f"the app raised {error}" for error in app.collect_app_errors()]
+            # with hidden checks, an exception's message might quote a hidden input: type and line only
+            brief = any(check.hidden for check in suite.checks)
+            notes = [f"the app raised {error}" for error in app.app_errors(brief)][:5]
             if app.ended and time.monotonic() < deadline:
                 notes.append("the app's process ended while it was being checked (os._exit(), a crash, or a limit)")
             return _exercise_result(suite, "graded", rows, notes)
@@ -571,8 +573,9 @@ def cli(args) -> int:
             raise LabError("use either SUBMISSIONS_DIR --out RESULTS_DIR, or --url BASE_URL --exercise ID")
         results = check_remote(args.url, args.exercise)
         print(repr(results))
-        if any(c.message.startswith("these checks read the lab's mailbox") for c in results.checks):
-            print("(checks that read the lab's mailbox can only judge an app that the grader starts)")
+        if any("mailbox" in c.message or "fault injection is off" in c.message for c in results.checks):
+            print("(checks that read the lab's mailbox or inject faults into its services can only judge "
+                  "an app that the grader starts from a notebook)")
         return 0
     if not args.submissions or not args.out:
         raise LabError("usage: labsupport grade SUBMISSIONS_DIR --out RESULTS_DIR [--jobs N]")

@@ -15,8 +15,8 @@ knows which address it judges, whatever the learner's code does. A child, right 
 
 then runs the notebook's setup cells and the learner's exercise cell, and serves the app with
 uvicorn on the socket. It reports on a pipe, one JSON line each: {"ready": true} once the app
-serves, {"error": "..."} if it cannot, and {"app_error": "..."} when the app raises while
-answering. The grader reads those lines as claims about the learner's own exercise only: the
+serves, {"error": "..."} if it cannot, and {"app_error": "...", "app_error_brief": "..."} when
+the app raises while answering. The grader reads those lines as claims about the learner's own exercise only: the
 grade comes from the checks the grader runs over the wire.
 """
 from __future__ import annotations
@@ -88,7 +88,7 @@ class App:
         self._status = status_fd
         self._buffer = b""
         self._on_kill = on_kill
-        self.app_errors: list[str] = []
+        self._app_errors: set[tuple[str, str]] = set()
         self.closed = False
         self.ended = False  # the status pipe closed: the process and all it started are gone
 
@@ -107,17 +107,18 @@ class App:
             if time.monotonic() >= deadline:
                 return f"the app was not ready when {limit} ran out (an endless loop in the exercise cell?)"
 
-    def collect_app_errors(self) -> list[str]:
-        """What the app reported raising while it answered the checks (read without waiting)."""
+    def app_errors(self, brief: bool = False) -> list[str]:
+        """What the app reported raising so far (read without waiting), sorted, each once; `brief`:
+        the exception's type and line only, not its message (which may quote a request's input)."""
         while not self.closed and not self.ended:
             messages = self._messages(0.0)
             if not messages:
                 break
             for message in messages:
-                error = message.get("app_error")
-                if isinstance(error, str) and error not in self.app_errors and len(self.app_errors) < 5:
-                    self.app_errors.append(error[:300])
-        return self.app_errors
+                full, short = message.get("app_error"), message.get("app_error_brief")
+                if isinstance(full, str) and isinstance(short, str) and len(self._app_errors) < 100:
+                    self._app_errors.add((full[:300], short[:300]))
+        return sorted({short if brief else full for full, short in self._app_errors})
 
     def _messages(self, timeout: float) -> list[dict]:
         """The complete JSON lines that arrive within `timeout` (at least one read attempt)."""
@@ -554,7 +555,8 @@ def _serve_exercise(request: dict, listener: socket.socket, status) -> int:
             if record.levelno < logging.ERROR:
                 return
             if record.exc_info and record.exc_info[1] is not None:
-                say(app_error=_describe(record.exc_info[1]))
+                error = record.exc_info[1]
+                say(app_error=_describe(error), app_error_brief=type(error).__name__ + _where(error.__traceback__))
             else:
                 lines = [line for line in record.getMessage().splitlines() if line.strip()]
                 if lines and "startup failed" not in lines[-1] and not Reporter.startup_error:
