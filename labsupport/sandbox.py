@@ -160,11 +160,13 @@ class App:
 class Sandbox:
     """Starts learners' apps in sandboxed processes. One per grading run; `slots` parallel jobs."""
 
-    def __init__(self, slots: int = 1, limits: Limits = Limits(), preload: list[str] = ()):
+    def __init__(self, slots: int = 1, limits: Limits = Limits(), preload: list[str] = (),
+                 own_uids: bool | None = None):
+        """`own_uids`: run apps as uids of their own (the default when root, and only possible then)."""
         self.limits = limits
-        self.as_root = os.geteuid() == 0
+        own_uids = os.geteuid() == 0 if own_uids is None else own_uids
         self._uid_locks: list[int] = []
-        self.uids = self._claim_uids(slots) if self.as_root else [None] * slots
+        self.uids = self._claim_uids(slots) if own_uids else [None] * slots
         self._root = Path(tempfile.mkdtemp(prefix="labsupport-grade-"))
         self._root.chmod(0o711)  # children may enter their own folder, but not list the others
         self._preload = [*PRELOAD, *preload]

@@ -671,6 +671,44 @@ def test_the_installed_command_runs(tmp_path):
     assert "Graded 1 of 2 submissions" in finished.stdout
 
 
+PROBE = '''import os, resource
+
+probe_app = FastAPI()
+
+
+@probe_app.get("/probe")
+def probe():
+    return {"uid": os.getuid(), "groups": os.getgroups(), "cwd": os.getcwd(), "env": sorted(os.environ),
+            "memory": resource.getrlimit(resource.RLIMIT_AS)[0], "package_writable": os.access(lab.__file__, os.W_OK)}
+'''
+
+
+@pytest.mark.parametrize("own_uids", [True, False], ids=["own uid", "grader's uid"])
+def test_a_sandboxed_app_sees_only_its_folder_and_its_limits(own_uids):
+    """What an app's process looks like from inside, with a uid of its own (as root) or without."""
+    import httpx
+
+    from labsupport.sandbox import Sandbox
+
+    if own_uids and not AS_ROOT:
+        pytest.skip("only root can give apps uids of their own")
+    program = [("setup", "import labsupport as lab\nfrom fastapi import FastAPI"), ("probe-solution", PROBE)]
+    with Sandbox(slots=1, limits=LIMITS, own_uids=own_uids) as sandbox:
+        workdir = sandbox.workdir(0)
+        app = sandbox.start_app(0, workdir, program, "probe_app", {"LAB_TIME_SCALE": "0.01"})
+        try:
+            assert app.wait_ready(10) is None
+            seen = httpx.get(app.url + "/probe").json()
+        finally:
+            app.close()
+        assert seen["uid"] == (sandbox.uids[0] if own_uids else os.getuid())
+    assert seen["cwd"] == str(workdir) and not workdir.exists()  # removed with the app
+    assert seen["env"] == ["HOME", "LAB_TIME_SCALE", "LANG", "PATH", "TMPDIR", "USER"]
+    assert seen["memory"] == LIMITS.memory_mb * 1024 * 1024
+    if own_uids:
+        assert seen["groups"] == [] and seen["package_writable"] is False
+
+
 @needs_root
 def test_grading_runs_at_the_same_time_use_different_uids():
     """A run kills whatever runs as its uids, so two runs on one machine (CI jobs, two instructors)
