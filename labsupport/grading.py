@@ -30,6 +30,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import stat
@@ -434,11 +435,17 @@ def grade(submissions_dir, out_dir, jobs: int = 1, exercise_timeout: float = 90.
     with Sandbox(slots=jobs, limits=limits, preload=preload) as sandbox:
         grader = Grader(catalogue, sandbox, exercise_timeout, submission_timeout)
 
-        def grade_one(item: tuple[str, Path]) -> dict:
+        stopping = threading.Event()  # set when grading is interrupted: no more work, no more reports
+
+        def grade_one(item: tuple[str, Path]) -> dict | None:
             slot = slots.get()
             try:
+                if stopping.is_set():
+                    return None
                 result = grader.grade_file(item[1], item[0], slot)
             except Exception as error:  # a fault of the grader's, not the learner's: report it, go on
+                if stopping.is_set():
+                    return None
                 result = {"submission": item[0], "notebook": None, "status": "not graded",
                           "problem": f"{type(error).__name__}: {error}",
                           "notes": [], "earned": 0, "possible": 0, "exercises": [], "grader_error": True}
@@ -446,7 +453,7 @@ def grade(submissions_dir, out_dir, jobs: int = 1, exercise_timeout: float = 90.
                 slots.put(slot)
             with lock:
                 done[0] += 1
-                if progress:
+                if progress and not stopping.is_set():
                     progress(done[0], len(submissions), result)
             return result
 
@@ -454,6 +461,7 @@ def grade(submissions_dir, out_dir, jobs: int = 1, exercise_timeout: float = 90.
         try:
             results = list(pool.map(grade_one, submissions))
         finally:  # on Ctrl-C: grade nothing more; leaving the sandbox kills the apps still running
+            stopping.set()
             pool.shutdown(wait=False, cancel_futures=True)
 
     seen = {r["notebook"] for r in results if r["status"] == "graded"}
@@ -579,6 +587,8 @@ def cli(args) -> int:
         return 0
     if not args.submissions or not args.out:
         raise LabError("usage: labsupport grade SUBMISSIONS_DIR --out RESULTS_DIR [--jobs N]")
+    # a polite kill cleans up as Ctrl-C does: the apps still running die, temporary folders go
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     report = grade(args.submissions, args.out, jobs=args.jobs, exercise_timeout=args.exercise_timeout,
                    submission_timeout=args.submission_timeout, limits=Limits(memory_mb=args.memory),
                    progress=_progress)

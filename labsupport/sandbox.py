@@ -176,6 +176,7 @@ class Sandbox:
         self._live: set[App] = set()
         self._zygote: subprocess.Popen | None = None
         self._channel: socket.socket | None = None
+        self._closed = False
         self._start_zygote()
         for uid in filter(None, self.uids):
             self._kill_uid(uid)  # leftovers of a grader that was itself killed
@@ -208,6 +209,8 @@ class Sandbox:
     def _ask(self, request: dict, fds: list[int] = ()) -> dict:
         """Send the zygote one request (with file descriptors) and return its answer."""
         with self._channel_lock:
+            if self._closed:
+                raise LabError("the sandbox is closed (grading was stopped)")
             for attempt in (1, 2):
                 try:
                     socket.send_fds(self._channel, [json.dumps(request).encode()], fds)
@@ -286,7 +289,9 @@ class Sandbox:
             live = list(self._live)
         for app in live:
             app.kill()
-        self._stop_zygote()
+        with self._channel_lock:
+            self._closed = True
+            self._stop_zygote()
         shutil.rmtree(self._root, ignore_errors=True)
         for fd in self._uid_locks:
             os.close(fd)  # releases the uid for other grading runs
