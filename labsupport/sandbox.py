@@ -124,8 +124,9 @@ class App:
         """The complete JSON lines that arrive within `timeout` (at least one read attempt)."""
         if self.ended:
             return []
-        ready, _, _ = select.select([self._status], [], [], timeout)
-        if not ready:
+        poller = select.poll()  # not select(): the grader may hold more than 1024 descriptors
+        poller.register(self._status, select.POLLIN)
+        if not poller.poll(timeout * 1000):
             return []
         chunk = os.read(self._status, 65536)
         if not chunk:
