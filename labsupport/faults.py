@@ -109,6 +109,7 @@ class FaultProxy(FaultPoint):
         self._lab = _the_loop()
         self._flowing: asyncio.Event | None = None
         self._open: set[asyncio.StreamWriter] = set()
+        self._hold: socket.socket | None = None  # keeps the port while refusing (see _set)
         self._server: asyncio.Server | None = self._lab.call(self._start())
         port = self._port = self._server.sockets[0].getsockname()[1]
         userinfo = parts.netloc.rpartition("@")[0]
@@ -122,11 +123,11 @@ class FaultProxy(FaultPoint):
     async def _start(self) -> asyncio.Server:
         self._flowing = asyncio.Event()
         self._flowing.set()
-        return await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return await asyncio.start_server(self._accept, "127.0.0.1", 0, reuse_port=True)
 
     async def _listen_again(self) -> None:
         try:
-            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self._port, reuse_address=True)
+            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self._port, reuse_port=True)
         except OSError as error:  # another socket took the port while it was closed: very unlikely
             raise LabError(f"the fault proxy could not listen again after refuse(): {error}") from None
 
@@ -163,11 +164,18 @@ class FaultProxy(FaultPoint):
                 self._flowing.set()
             if mode == REFUSE:
                 if self._server.is_serving():
-                    self._server.close()  # the port stays ours: nobody else listens on it meanwhile
+                    # a bound socket that does not listen keeps the port ours (connecting is refused):
+                    # once closed, an outgoing connection could take it as its ephemeral port
+                    self._hold = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    self._hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                    self._hold.bind(("127.0.0.1", self._port))
+                    self._server.close()
                 for writer in list(self._open):
                     _reset(writer)
             elif not self._server.is_serving():
                 await self._listen_again()
+                self._hold.close()
+                self._hold = None
 
         self._lab.call(apply())
 
@@ -177,6 +185,9 @@ class FaultProxy(FaultPoint):
             if self._server is not None:
                 self._server.close()
                 self._server = None
+            if self._hold is not None:
+                self._hold.close()
+                self._hold = None
             for writer in list(self._open):
                 _reset(writer)
             self._flowing.set()
