@@ -414,8 +414,20 @@ def _zygote(channel_fd: int, preload: list[str]) -> None:
         channel.send(json.dumps({"pid": pid}).encode())
 
 
-def _kill_uid(uid: int) -> None:
-    """Kill every process of `uid` from a child that becomes `uid`; return once it is done."""
+def _kill_uid(uid: int, patience: float = 10.0) -> None:
+    """Kill every process of `uid`, and return once none is left (or after `patience` seconds):
+    the uid's next exercise needs its whole process limit, and a fork bomb's processes forked
+    during one sweep, or dead but not yet reaped, still count against it."""
+    give_up = time.monotonic() + patience
+    while True:
+        _signal_all_as(uid)
+        if _tasks_of(uid) == 0 or time.monotonic() > give_up:
+            return
+        time.sleep(0.01)
+
+
+def _signal_all_as(uid: int) -> None:
+    """SIGKILL every process of `uid`, from a child that becomes `uid`; return once it is done."""
     done_read, done_write = os.pipe()
     if os.fork() == 0:
         try:
