@@ -20,6 +20,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -43,6 +44,17 @@ def time_scale() -> float:
 def seconds(production_seconds: float) -> float:
     """The lab duration of a delay that production gives in seconds: seconds(60) is 0.6 by default."""
     return production_seconds * time_scale()
+
+
+def wait_until(condition, timeout: float = 5.0) -> bool:
+    """Poll `condition()` until it is true (returns True) or `timeout` real seconds pass (False):
+    for things that happen in another thread or process and announce themselves by no event."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 # -- Redis -------------------------------------------------------------------------------------
@@ -116,10 +128,6 @@ def redis_url() -> str:
         return _fake_redis.url
 
 
-def using_real_redis() -> bool:
-    return bool(os.environ.get("LAB_REDIS_URL"))
-
-
 # -- database ----------------------------------------------------------------------------------
 
 _db_dir: tempfile.TemporaryDirectory | None = None
@@ -137,10 +145,6 @@ def database_url() -> str:
     if _db_dir is None:
         _db_dir = tempfile.TemporaryDirectory(prefix="lab-db-")
     return f"sqlite+aiosqlite:///{Path(_db_dir.name) / 'lab.db'}"
-
-
-def using_real_database() -> bool:
-    return bool(os.environ.get("LAB_DATABASE_URL"))
 
 
 def create_engine(url: str | None = None, **kwargs):

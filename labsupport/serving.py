@@ -216,11 +216,3 @@ def serve(app, name: str = "app", graceful_timeout: float = 0.5) -> Server:
         _running[name] = server
     server._start()
     return server
-
-
-def stop_all() -> None:
-    """Stop every server this process started."""
-    with _running_lock:
-        servers = list(_running.values())
-    for server in servers:
-        server.stop()

@@ -153,3 +153,10 @@ def test_real_redis_url_is_used_as_given():
     finally:
         client.delete(key)
         client.close()
+
+
+def test_wait_until_reports_whether_the_condition_came_true():
+    flag = threading.Event()
+    threading.Timer(0.05, flag.set).start()
+    assert lab.wait_until(flag.is_set, timeout=5)
+    assert not lab.wait_until(lambda: False, timeout=0.05)
