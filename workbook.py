@@ -4,8 +4,10 @@
     python3 workbook.py lab     install what is missing, then open JupyterLab on notebooks/
     python3 workbook.py test    install what is missing, then run the whole test suite
 
-Everything goes into .venv/ beside this file, from requirements.lock (exact versions, hashes).
-Extra arguments after `test` go to pytest; after `lab`, to JupyterLab.
+Everything goes into .venv/ beside this file, from requirements.lock (exact versions, hashes);
+run with another Python version than the one .venv/ was made with, it goes into .venv-X.Y/
+instead, so that one checkout can be tested on several Pythons. Extra arguments after `test` go
+to pytest; after `lab`, to JupyterLab.
 """
 import hashlib
 import os
@@ -15,7 +17,20 @@ import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-VENV = ROOT / ".venv"
+
+
+def _venv_for_this_python() -> Path:
+    default = ROOT / ".venv"
+    config = default / "pyvenv.cfg"
+    if not config.exists():
+        return default
+    made_with = next((line.split("=", 1)[1].strip() for line in config.read_text().splitlines()
+                      if line.startswith("version")), "")
+    this = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return default if made_with.startswith(this + ".") or made_with == this else ROOT / f".venv-{this}"
+
+
+VENV = _venv_for_this_python()
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / "installed-lock.sha256"

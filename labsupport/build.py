@@ -12,11 +12,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from . import notebook, suites
+from . import course, notebook, suites
 
-ROOT = Path(__file__).resolve().parent.parent
-SOLUTIONS = ROOT / "solutions"
-NOTEBOOKS = ROOT / "notebooks"
 EXECUTION_TIMEOUT = 120
 
 
@@ -66,30 +63,43 @@ def _joined_streams(outputs: list) -> list:
 
 
 def build(names: list[str] | None = None, check: bool = False, outputs: bool = True) -> list[str]:
-    """Re-execute each source notebook and build its learner notebook, or with check=True write
-    nothing and return what differs. With outputs=False (check only) nothing is executed and only
-    sources, ids and metadata are compared: nbval checks the outputs. Returns the problems found."""
-    all_suites = suites.all_suites()
+    """Re-execute each written notebook of course.toml and build its learner notebook, or with
+    check=True write nothing and return what differs. With outputs=False (check only) nothing is
+    executed and only sources, ids and metadata are compared: nbval checks the outputs. Returns
+    the problems found."""
+    all_suites = suites.all_suites(hidden=True)
     points = {exercise_id: suite.points for exercise_id, suite in all_suites.items()}
     hints = {exercise_id: [c.hint for c in suite.checks if c.hint and not c.hidden]
              for exercise_id, suite in all_suites.items()}
     problems = []
-    sources = sorted(SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
+    written = [nb for nb in course.load().notebooks if nb.written]
     if names:
-        sources = [s for s in sources if s.name in names or s.stem in names or s.name[:2] in names]
-        if not sources:
-            problems.append(f"no notebook in solutions/ matches {' '.join(names)}")
-    for source_path in sources:
+        chosen = [nb for nb in written if {nb.number, nb.id, nb.slug, nb.filename, nb.filename[:-6]} & set(names)]
+        if not chosen:
+            problems.append(f"no written notebook matches {' '.join(names)}")
+        written = chosen
+    for nb_entry in written:
+        source_path = nb_entry.solution_path
         source_nb = nbformat.read(source_path, as_version=4)
         notebook.validate(source_nb, points)
+        if notebook.notebook_id(source_nb) != nb_entry.id:
+            problems.append(f"{source_path.name}: its metadata says notebook {notebook.notebook_id(source_nb)!r}, "
+                            f"course.toml {nb_entry.id!r}")
+            continue
+        in_cells = {notebook.exercise_of(c) for c in source_nb.cells if notebook.role(c) == "exercise"}
+        in_manifest = {e.id for e in nb_entry.exercises}
+        if in_cells != in_manifest:
+            problems.append(f"{source_path.name}: exercises {sorted(in_cells)} in the notebook, "
+                            f"{sorted(in_manifest)} in course.toml")
+            continue
         solution = copy.deepcopy(source_nb)
         notebook.stamp(solution, points, hints)
         learner = learner_version(solution)
         if outputs or not check:
-            execute(solution, SOLUTIONS)
-            execute(learner, NOTEBOOKS)
-        for built, target in ((solution, source_path), (learner, NOTEBOOKS / source_path.name)):
-            name = target.relative_to(ROOT)
+            execute(solution, source_path.parent)
+            execute(learner, nb_entry.learner_path.parent)
+        for built, target in ((solution, source_path), (learner, nb_entry.learner_path)):
+            name = target.relative_to(nb_entry.root)
             if not check:
                 target.parent.mkdir(exist_ok=True)
                 nbformat.write(built, target)

@@ -23,7 +23,6 @@ busy timeout, 5 s by default, then "database is locked"). `SELECT 1` reads no fi
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import sqlite3
 import struct
@@ -322,85 +321,72 @@ class SQLiteLock(FaultPoint):
 
 
 class Faults:
-    """The fault points of this lab's Redis and database (see enable())."""
+    """The fault points in front of a run's Redis and database (see enable())."""
 
-    def __init__(self, redis: FaultProxy, database: FaultPoint):
+    def __init__(self, redis: FaultProxy | None, database: FaultPoint | None):
         self.redis = redis
         self.database = database
 
     def restore(self) -> None:
         """Every fault point back to normal."""
-        self.redis.restore()
-        self.database.restore()
+        for point in (self.redis, self.database):
+            if point is not None:
+                point.restore()
+
+    reset = restore
 
     def __repr__(self) -> str:
-        return f"<Faults redis={self.redis.mode} database={self.database.mode}>"
+        return (f"<Faults redis={getattr(self.redis, 'mode', None)} "
+                f"database={getattr(self.database, 'mode', None)}>")
 
 
-_faults: Faults | None = None
-_enable_lock = threading.Lock()
+class _OwnedByTheGrader:
+    """What enable() returns inside the grader's sandbox: the fault points are the grader's."""
 
-
-def _sqlite_path(url: str) -> str | None:
-    """The file of a sqlite:/// URL (None for an in-memory database or another backend)."""
-    if not url.startswith("sqlite") or ":///" not in url:
-        return None
-    path = url.split(":///", 1)[1].split("?", 1)[0]
-    return None if path in ("", ":memory:") else path
+    def __getattr__(self, name):
+        raise LabError("the fault points of a graded app belong to the checks, not to the app")
 
 
 def enable() -> Faults:
-    """Put fault points in front of this lab's Redis and database, for apps started from now on.
+    """Put fault points in front of the lab's Redis and database, for apps started from now on.
 
-    Apps that take their addresses from lab.redis_url() and lab.database_url() at startup reach
-    the services through the fault points: this sets LAB_REDIS_URL (and, for PostgreSQL,
-    LAB_DATABASE_URL) to the proxies' addresses. Calling it again returns the same fault points,
-    and points those variables at them again (a test harness may have restored the environment)."""
-    global _faults
-    with _enable_lock:
-        if _faults is not None:
-            _point_environment_at(_faults)
-            return _faults
-        redis = FaultProxy(services.redis_url())
-        db_url = services.database_url()
-        sqlite_path = _sqlite_path(db_url)
-        if sqlite_path is not None:
-            database: FaultPoint = SQLiteLock(sqlite_path)
-        elif os.environ.get("LAB_DATABASE_URL"):
-            database = FaultProxy(os.environ["LAB_DATABASE_URL"])
-        else:
-            raise LabError(f"no fault point for the database {db_url.split(':', 1)[0]!r}")
-        _faults = Faults(redis, database)
-        _point_environment_at(_faults)
-        return _faults
-
-
-def _point_environment_at(points: Faults) -> None:
-    os.environ["LAB_REDIS_URL"] = points.redis.url
-    if isinstance(points.database, FaultProxy):
-        os.environ["LAB_DATABASE_URL"] = points.database.url
+    Apps that take their addresses from lab.redis_url() and lab.database_url() at startup then
+    reach the services through the fault points. Calling it again returns the same fault points.
+    In a check run the run's own fault points are already in place: enable() returns them."""
+    if services._in_run():
+        run = services.current_run()
+        return run.faults if run is not None else _OwnedByTheGrader()
+    lab = services.lab_services()
+    points = lab.faults
+    lab.through_faults = True
+    return points
 
 
 def current() -> Faults:
     """The fault points enable() made (LabError when fault injection is off)."""
-    if _faults is None:
+    run = services.current_run()
+    if run is not None:
+        return run.faults
+    lab = services.lab_services()
+    if not lab.through_faults:
         raise LabError("fault injection is off: call lab.faults.enable() before the app starts, "
                        "and create the app's Redis client and database engine at startup from "
                        "lab.redis_url() and lab.database_url()")
-    return _faults
+    return lab.faults
 
 
 def redis() -> FaultProxy:
-    """The fault point in front of this lab's Redis (after enable())."""
+    """The fault point in front of the lab's Redis (after enable())."""
     return current().redis
 
 
 def database() -> FaultPoint:
-    """The fault point of this lab's database (after enable())."""
+    """The fault point of the lab's database (after enable())."""
     return current().database
 
 
 def restore() -> None:
     """Every fault point back to normal (nothing to do when fault injection is off)."""
-    if _faults is not None:
-        _faults.restore()
+    lab = services.lab_services()
+    if services.current_run() is not None or lab.through_faults:
+        current().restore()

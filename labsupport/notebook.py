@@ -97,23 +97,3 @@ def stamp(nb, points: dict[str, int], hints: dict[str, list[str]] | None = None)
             if hints is not None:
                 cell.metadata["labsupport"]["hints"] = hints.get(exercise, [])
         cell.metadata["nbgrader"] = {**nbgrader, "grade_id": grade_id, "schema_version": 3}
-
-
-def exercise_program(nb, exercise_id: str, exercise_source: str | None = None) -> list[tuple[str, str]]:
-    """The cells an exercise's app is built from, as (cell id, source): every setup cell, then the
-    exercise cell (or `exercise_source` in its place). An exercise's app needs nothing else, which
-    is what lets the grader rebuild it from a submission in a process of its own."""
-    program = [(c.get("id"), c.source) for c in nb.cells if role(c) == "setup"]
-    cells = [c for c in nb.cells if role(c) == "exercise" and exercise_of(c) == exercise_id]
-    if not cells:
-        raise LabError(f"the notebook has no exercise cell for {exercise_id!r}")
-    program.append((cells[0].get("id"), cells[0].source if exercise_source is None else exercise_source))
-    return program
-
-
-def run_program(program: list[tuple[str, str]], namespace: dict | None = None) -> dict:
-    """Execute the cells of exercise_program() in one namespace, as a kernel would, and return it."""
-    namespace = {"__name__": "__lab_exercise__"} if namespace is None else namespace
-    for cell_id, source in program:
-        exec(compile(source, f"<cell {cell_id}>", "exec"), namespace)
-    return namespace

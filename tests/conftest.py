@@ -17,3 +17,16 @@ def _lab_environment_restored():
         if name not in saved:
             del os.environ[name]
     os.environ.update(saved)
+
+
+
+@pytest.fixture
+def fresh_kernel_services(monkeypatch):
+    """The kernel's own services as a fresh kernel has them (started on first use from the LAB_*
+    environment of the test), closed after the test."""
+    from labsupport import services
+
+    monkeypatch.setattr(services, "_kernel_set", None)
+    yield
+    if services._kernel_set is not None:
+        services._kernel_set.close()

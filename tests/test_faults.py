@@ -1,3 +1,4 @@
+import os
 import socket
 import socketserver
 import sqlite3
@@ -7,7 +8,7 @@ import time
 import pytest
 import redis
 
-from labsupport import faults
+from labsupport import faults, services
 from labsupport.errors import LabError
 from labsupport.services import FakeRedisServer
 
@@ -212,34 +213,42 @@ def test_sqlite_cannot_refuse(sqlite_file):
         faults.SQLiteLock(sqlite_file).refuse()
 
 
-def test_enable_routes_the_lab_services_through_fault_points(monkeypatch, tmp_path):
-    monkeypatch.setattr(faults, "_faults", None)
+def test_enable_routes_the_kernels_services_through_fault_points(monkeypatch, fresh_kernel_services):
     monkeypatch.delenv("LAB_REDIS_URL", raising=False)
-    monkeypatch.setenv("LAB_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'lab.db'}")
+    monkeypatch.delenv("LAB_DATABASE_URL", raising=False)
     with pytest.raises(LabError):
         faults.redis()
+    direct = services.redis_url()
     points = faults.enable()
-    try:
-        monkeypatch.delenv("LAB_REDIS_URL")  # as a harness that restores the environment would
-        assert faults.enable() is points
-        assert faults.redis() is points.redis and faults.database() is points.database
-        from labsupport import services
-        assert services.redis_url() == points.redis.url
-        assert isinstance(points.database, faults.SQLiteLock)
-        assert points.database.path == str(tmp_path / "lab.db")
-    finally:
-        points.redis.close()
+    assert faults.enable() is points
+    assert faults.redis() is points.redis and faults.database() is points.database
+    assert services.redis_url() == points.redis.url != direct
+    assert isinstance(points.database, faults.SQLiteLock)
+    assert points.database.path == services.lab_services().database.sqlite_path
 
 
-def test_enable_puts_a_proxy_in_front_of_postgresql(monkeypatch):
-    monkeypatch.setattr(faults, "_faults", None)
-    monkeypatch.delenv("LAB_REDIS_URL", raising=False)
-    monkeypatch.setenv("LAB_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+def test_in_a_check_run_enable_returns_the_runs_fault_points(fresh_kernel_services):
+    with services.ServiceSet(["redis", "database", "faults"], real=False) as run:
+        with services.run_settings(run):
+            assert faults.enable() is run.faults
+            assert services.redis_url() == run.faults.redis.url
+            assert services.database_url() == run.database.url
+        assert services.lab_services() is not run  # the kernel's own services are untouched
+        assert not services.lab_services().through_faults
+
+
+def test_in_the_graders_sandbox_the_fault_points_are_not_the_apps(monkeypatch):
+    monkeypatch.setenv("LAB_RUN_ID", "sandboxed")  # what a sandboxed app's environment holds
+    monkeypatch.setenv("LAB_REDIS_URL", "redis://127.0.0.1:6399/0")
     points = faults.enable()
-    try:
-        from labsupport import services
-        assert isinstance(points.database, faults.FaultProxy)
-        assert services.database_url() == f"postgresql+asyncpg://postgres@{points.database.address}/test"
-    finally:
-        points.redis.close()
-        points.database.close()
+    assert services.redis_url() == "redis://127.0.0.1:6399/0"
+    with pytest.raises(LabError, match="belong to the checks"):
+        points.redis.hang()
+
+
+@pytest.mark.skipif(not os.environ.get("LAB_DATABASE_URL"), reason="set LAB_DATABASE_URL to test with PostgreSQL")
+def test_enable_puts_a_proxy_in_front_of_postgresql(fresh_kernel_services):
+    points = faults.enable()
+    assert isinstance(points.database, faults.FaultProxy)
+    assert services.database_url().startswith(f"postgresql+asyncpg://")
+    assert points.database.address in services.database_url()

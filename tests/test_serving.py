@@ -134,6 +134,22 @@ def test_stop_ends_open_streams_promptly():
     assert time.monotonic() - started < 3
 
 
+def test_stopping_one_server_leaves_another_servers_streams_alone():
+    keeps, stops = lab.serve(make_app(), name="t-keeps"), lab.serve(make_app(), name="t-stops")
+    received = []
+    try:
+        with keeps.sse("/events") as events:
+            stream = events.iter_sse() if hasattr(events, "iter_sse") else events
+            received.append(next(stream).data)
+            started = time.monotonic()
+            stops.stop()
+            while time.monotonic() - started < 1.0:  # sse-starlette looks at its flags every 0.5 s
+                received.append(next(stream).data)
+        assert len(received) > 10, "the other server's stream ended when this one stopped"
+    finally:
+        keeps.stop()
+
+
 def test_tracebacks_stay_on_the_handle(capfd):
     with lab.serve(make_app(), name="t-errors") as server:
         assert server.client.get("/boom").status_code == 500

@@ -7,17 +7,16 @@ import time
 
 import httpx
 
-from .. import faults
-from ..checks import Context, Suite, expect, check_client
+from ..checks import Context, Suite, check_client, expect
+from ..services import seconds
 
-PROBE_TIMEOUT = 1.0  # seconds an orchestrator waits for a probe (Kubernetes' default timeoutSeconds)
+# as the notebook's setup cell defines them (tests/test_nb11_constants.py holds the two together)
+PROBE_PERIOD = seconds(5)  # the readiness probe's period (periodSeconds: 5)
+PROBE_TIMEOUT = 1.0        # seconds an orchestrator waits for a probe (Kubernetes' default timeoutSeconds)
+CHECK_TIMEOUT = 0.3        # one dependency check's limit, well inside PROBE_TIMEOUT
 PATIENCE = PROBE_TIMEOUT + 0.5  # how long a check waits before it calls a probe unanswered
+MAX_STALENESS = PROBE_PERIOD    # a cached readiness answer must be younger than one probe period
 STATUSES = {"ok", "error", "timeout"}
-
-
-def _faults(ctx: Context) -> faults.Faults:
-    """The fault points in front of the app's services: the grader's, or this process's."""
-    return ctx.extras.get("faults") or faults.current()
 
 
 def _get(ctx: Context, path: str, timeout: float = PATIENCE) -> tuple[httpx.Response, float]:
@@ -28,6 +27,12 @@ def _get(ctx: Context, path: str, timeout: float = PATIENCE) -> tuple[httpx.Resp
         expect(False, f"GET {path} gave no answer within {timeout:g} s: an orchestrator gives up after "
                       f"{PROBE_TIMEOUT:g} s and counts a failure")
     return response, time.monotonic() - start
+
+
+def _fresh(ctx: Context, path: str = "/health/ready") -> tuple[httpx.Response, float]:
+    """A probe once any cached answer from before a change of faults has expired."""
+    time.sleep(MAX_STALENESS)
+    return _get(ctx, path)
 
 
 def _shown(value: object) -> str:
@@ -46,13 +51,7 @@ def _checks_of(response: httpx.Response, path: str = "/health/ready") -> dict:
 
 # -- exercise 1: a readiness probe that answers in time and tells no secrets ---------------------
 
-readiness = Suite("11-readiness", app_name="ready_app",
-                  title="Readiness that answers in time and tells no secrets")
-
-
-@readiness.setup
-def _everything_up(ctx: Context) -> None:
-    _faults(ctx).restore()
+readiness = Suite("11-readiness")
 
 
 def _not_ready_because(ctx: Context, response: httpx.Response, failing: str, healthy: str, fault: str) -> None:
@@ -68,7 +67,7 @@ def _not_ready_because(ctx: Context, response: httpx.Response, failing: str, hea
 @readiness.check(points=1, hint="Answer 200 with {'status': 'ready', 'checks': {'database': 'ok', 'redis': 'ok'}}.")
 def ready_when_healthy(ctx: Context) -> None:
     "with every dependency up, GET /health/ready answers 200 and each check 'ok'"
-    response, _ = _get(ctx, "/health/ready")
+    response, _ = _fresh(ctx)
     expect(response.status_code == 200, f"GET /health/ready answered {response.status_code}, expected 200")
     checks = _checks_of(response)
     for name in ("database", "redis"):
@@ -80,7 +79,7 @@ def ready_when_healthy(ctx: Context) -> None:
                                 "the database or Redis.")
 def liveness_ignores_dependencies(ctx: Context) -> None:
     "GET /health/live answers 200 while Redis is down and the database hangs"
-    points = _faults(ctx)
+    points = ctx.faults
     with points.redis.refuse(), points.database.hang():
         response, _ = _get(ctx, "/health/live")
     expect(response.status_code == 200,
@@ -92,8 +91,8 @@ def liveness_ignores_dependencies(ctx: Context) -> None:
                                 "and report each dependency under its own name.")
 def names_the_failing_check(ctx: Context) -> None:
     "Redis refuses: 503, checks.redis fails and checks.database stays 'ok'"
-    with _faults(ctx).redis.refuse():
-        response, _ = _get(ctx, "/health/ready")
+    with ctx.faults.redis.refuse():
+        response, _ = _fresh(ctx)
     _not_ready_because(ctx, response, "redis", "database", "Redis down")
 
 
@@ -101,8 +100,8 @@ def names_the_failing_check(ctx: Context) -> None:
                                 "timeout=...) returns at the deadline; report 'timeout'.")
 def answers_in_time_when_redis_hangs(ctx: Context) -> None:
     "Redis hangs: the probe still answers 503 within 1 s"
-    with _faults(ctx).redis.hang():
-        response, took = _get(ctx, "/health/ready")
+    with ctx.faults.redis.hang():
+        response, took = _fresh(ctx)
     expect(took < PROBE_TIMEOUT, f"with Redis hanging, the probe took {took:.1f} s, longer than the "
                                  f"orchestrator's {PROBE_TIMEOUT:g} s")
     _not_ready_because(ctx, response, "redis", "database", "Redis hanging")
@@ -113,8 +112,8 @@ def answers_in_time_when_redis_hangs(ctx: Context) -> None:
                                 "the task without awaiting it.")
 def answers_in_time_when_the_database_hangs(ctx: Context) -> None:
     "the database hangs: the probe still answers 503 within 1 s"
-    with _faults(ctx).database.hang():
-        response, took = _get(ctx, "/health/ready")
+    with ctx.faults.database.hang():
+        response, took = _fresh(ctx)
     expect(took < PROBE_TIMEOUT, f"with the database hanging, the probe took {took:.1f} s, longer than "
                                  f"the orchestrator's {PROBE_TIMEOUT:g} s")
     _not_ready_because(ctx, response, "database", "redis", "the database hanging")
@@ -124,11 +123,11 @@ def answers_in_time_when_the_database_hangs(ctx: Context) -> None:
                                 "check, not the sum of all, sets the probe's time.")
 def checks_run_concurrently(ctx: Context) -> None:
     "both dependencies hang: the probe takes as long as one timeout, not two"
-    points = _faults(ctx)
+    points = ctx.faults
     with points.redis.hang():
-        _, one = _get(ctx, "/health/ready")
+        _, one = _fresh(ctx)
     with points.redis.hang(), points.database.hang():
-        response, both = _get(ctx, "/health/ready")
+        response, both = _fresh(ctx)
     expect(response.status_code == 503, f"with both dependencies hanging, GET /health/ready answered "
                                         f"{response.status_code}, expected 503")
     # sequential checks take two timeouts; concurrent ones about one
@@ -137,25 +136,40 @@ def checks_run_concurrently(ctx: Context) -> None:
 
 
 _INTERNALS = [  # what a probe's answer must not tell a stranger
-    ("an IP address", re.compile(r"\b\d{1,3}(\.\d{1,3}){3}\b|localhost")),
-    ("a port number", re.compile(r":\d{2,5}\b")),
+    ("an IP address", re.compile(r"\b\d{1,3}(\.\d{1,3}){3}\b|\blocalhost\b")),
+    ("a host and port", re.compile(r"\b[a-z][\w.-]*[a-z][\w.-]*:\d{2,5}\b", re.I)),  # not T12:00 of a time
     ("an error message", re.compile(r"errno|error \d|exception|traceback|refused|reset by peer|timed? ?out "
                                     r"(reading|connecting)|locked|connect call failed", re.I)),
-    ("a driver or SQL", re.compile(r"sqlalchemy|sqlite|asyncpg|psycopg|redis\.|select ", re.I)),
+    ("a driver or SQL", re.compile(r"sqlalchemy|sqlite|asyncpg|psycopg|redis\.|select |lab11_", re.I)),
 ]
+
+
+def _services_in(ctx: Context, text: str) -> str | None:
+    """What of the run's own Redis and database addresses the text names (None: nothing)."""
+    ports = {ctx.faults.redis.address.rsplit(":", 1)[1], ctx.redis.url.rsplit(":", 1)[1].split("/")[0]}
+    if ctx.faults.database is not None and hasattr(ctx.faults.database, "address"):
+        ports.add(ctx.faults.database.address.rsplit(":", 1)[1])
+    if any(re.search(rf"(?<![\d]){port}(?![\d])", text) for port in ports):
+        return "the port of a dependency"
+    path = ctx.database.sqlite_path
+    if path and (path in text or "lab.db" in text):
+        return "the database's file"
+    return None
 
 
 @readiness.check(points=2, hint="Put a fixed word ('ok', 'error', 'timeout') in the answer and the "
                                 "exception in the log: log.warning(...) keeps the details for you.")
 def reveals_no_internals(ctx: Context) -> None:
     "failing checks report only 'error' or 'timeout': no addresses, drivers or exception text"
-    points = _faults(ctx)
+    points = ctx.faults
     with points.redis.refuse(), points.database.hang():
-        response, _ = _get(ctx, "/health/ready")
+        response, _ = _fresh(ctx)
     checks = _checks_of(response)
     odd = {name: value for name, value in checks.items() if value not in STATUSES}
     expect(not odd, f"each check should be one of {sorted(STATUSES)}; the answer held {len(odd)} other "
                     "value(s), which tell anyone who asks about your infrastructure")
+    leaked = _services_in(ctx, response.text)
+    expect(leaked is None, f"with Redis down, the answer of GET /health/ready contains {leaked}")
     for what, pattern in _INTERNALS:
         expect(not pattern.search(response.text), f"with Redis down, the answer of GET /health/ready "
                                                    f"contains {what}")
@@ -163,27 +177,45 @@ def reveals_no_internals(ctx: Context) -> None:
 
 # -- exercise 2: draining on shutdown -------------------------------------------------------------
 
-draining = Suite("11-draining", app_name="drain_app", title="Drain on shutdown: stop taking traffic, finish the work")
+draining = Suite("11-draining")
 
+WORK_SECONDS = seconds(20)    # GET /work and GET /export take this long by default
+DRAIN_DELAY = seconds(20)     # the hook keeps serving this long before it may answer (preStop delay)
+DRAIN_TIMEOUT = seconds(120)  # then it waits at most this long for the requests in flight
+IN_FLIGHT = 0.5 * DRAIN_TIMEOUT  # a request in flight during the experiment: well past DRAIN_DELAY
+# the streaming response in flight outlasts it by far, so a count that lets go of a stream when its
+# response starts lets the hook answer while the stream still sends; still well inside DRAIN_TIMEOUT
+STREAM_IN_FLIGHT = 0.8 * DRAIN_TIMEOUT
+                                 # (a hook that only waits DRAIN_DELAY answers long before they end)
+PROMPT = 0.5                  # "at once", in real seconds: room for a busy machine, none for a fixed wait
 WAIT = 5.0  # seconds a check waits for a request it started; only a failure waits this long
+OUTSIDE = "203.0.113.7"  # a client on the internet (a documentation address), as a proxy reports it
 
 
 class _Call(threading.Thread):
     """One request in a thread of its own: its answer, or its failure, and when it ended."""
 
-    def __init__(self, url: str, method: str, path: str):
+    def __init__(self, url: str, method: str, path: str, headers: dict | None = None):
         super().__init__(daemon=True)
-        self.method, self.path = method, path
+        self.method, self.path, self.headers = method, path, headers or {}
         self.client = check_client(url)  # made here: making a client takes a while on a busy machine
         self.status: int | None = None
         self.body: object = None
+        self.text = ""
         self.failure = ""
-        self.ended = 0.0
+        self.began = self.ended = 0.0
+        self.sent = threading.Event()  # the whole request is on its way to the app
+
+    def _trace(self, event: str, info: dict) -> None:
+        if event.endswith("send_request_body.complete"):
+            self.sent.set()
 
     def run(self) -> None:
+        self.began = time.monotonic()
         try:
-            response = self.client.request(self.method, self.path, timeout=WAIT)
-            self.status = response.status_code
+            response = self.client.request(self.method, self.path, timeout=WAIT, headers=self.headers,
+                                           extensions={"trace": self._trace})
+            self.status, self.text = response.status_code, response.text
             try:
                 self.body = response.json()
             except ValueError:
@@ -198,19 +230,34 @@ class _Call(threading.Thread):
         self.join(WAIT + 1)
         return self
 
+    def took(self) -> float:
+        return self.ended - self.began
+
     def outcome(self) -> str:
         return f"answered {self.status}" if self.status is not None else f"failed ({self.failure or 'no answer'})"
 
 
+def _in_flight(ctx: Context, path: str) -> _Call:
+    """A request started in the background; returns once it was sent and the app had a moment to
+    take it in (requests sent after it then reach the app after it, on a busy machine too)."""
+    call = _Call(ctx.url, "GET", path)
+    call.start()
+    call.sent.wait(WAIT)
+    time.sleep(0.05)
+    return call
+
+
+def _drain(ctx: Context, headers: dict | None = None) -> _Call:
+    return _Call(ctx.url, "POST", "/admin/drain", headers)
+
+
+@draining.experiment
 def _drain_experiment(ctx: Context) -> dict:
-    """Once per app (draining cannot be undone): a request in flight, then the drain hook, then
-    probes and a new request while the drain waits. Every check reads its part of the result."""
-    if "drain" in ctx.extras:
-        return ctx.extras["drain"]
-    before, hook, newcomer = (_Call(ctx.url, method, path) for method, path in
-                              (("GET", "/work"), ("POST", "/admin/drain"), ("GET", "/work")))
-    before.start()
-    time.sleep(0.05)  # let it reach the app (if it arrives later, it is still a request to finish)
+    """Once per app (draining cannot be undone): a request and a streaming response in flight, then
+    the drain hook, then probes and a new request while the drain waits. Every check reads its part."""
+    before = _in_flight(ctx, f"/work?seconds={IN_FLIGHT:.3f}")
+    stream = _in_flight(ctx, f"/export?seconds={STREAM_IN_FLIGHT:.3f}")
+    hook, newcomer = _drain(ctx), _Call(ctx.url, "GET", "/work")
     hook.start()
     ready = None
     deadline = time.monotonic() + WAIT
@@ -221,21 +268,34 @@ def _drain_experiment(ctx: Context) -> dict:
         time.sleep(0.01)
     during = {"ready": ready, "live": ctx.client.get("/health/live", timeout=WAIT).status_code}
     newcomer.start()
-    result = {"before": before.finish(), "hook": hook.finish(), "newcomer": newcomer.finish(), **during}
+    result = {"before": before.finish(), "stream": stream.finish(), "hook": hook.finish(),
+              "newcomer": newcomer.finish(), **during}
     result["ready_after"] = ctx.client.get("/health/ready", timeout=WAIT).status_code
-    if result["ready"] is None:  # the hook answered before the first probe: judge by the state after
+    if result["ready"] != 503:  # the hook answered before a probe saw it draining: judge by the state after
         result["ready"] = result["ready_after"]
-    ctx.extras["drain"] = result
     return result
 
 
 @draining.check(points=1, hint="Before any drain, /health/ready and /health/live answer 200.")
 def ready_before_draining(ctx: Context) -> None:
     "before the drain, GET /health/ready and GET /health/live answer 200"
-    expect("drain" not in ctx.extras, "the drain already ran: run the checks in order")
     for path in ("/health/ready", "/health/live"):
         status = ctx.client.get(path).status_code
         expect(status == 200, f"GET {path} answered {status}, expected 200")
+
+
+@draining.check(points=1, hint="Anyone who can call the hook can take the instance out of service: accept it "
+                               "only from the loopback address, and never through a proxy (X-Forwarded-For).")
+def drain_refuses_requests_from_outside(ctx: Context) -> None:
+    "POST /admin/drain through a proxy (X-Forwarded-For) gets 403, and the app stays ready"
+    hook = _drain(ctx, {"X-Forwarded-For": OUTSIDE})
+    hook.start()
+    hook.finish()
+    expect(hook.status == 403, f"POST /admin/drain from {OUTSIDE}, through a proxy, {hook.outcome()}; expected 403: "
+                               "only the pod's own preStop hook may drain it")
+    status = ctx.client.get("/health/ready").status_code
+    expect(status == 200, f"after a refused drain, GET /health/ready answered {status}, expected 200: the refused "
+                          "call still took the instance out of service")
 
 
 @draining.check(points=2, hint="Set a 'draining' flag in the drain hook first thing, and answer 503 "
@@ -275,13 +335,114 @@ def serves_requests_arriving_while_draining(ctx: Context) -> None:
                                    "expected 200")
 
 
-@draining.check(points=2, hint="After setting the flag, wait (with a limit) until the in-flight count is "
-                               "zero, for example on an asyncio.Event the middleware sets.")
+@draining.check(points=2, hint="After DRAIN_DELAY, wait (with a limit) until the in-flight count is zero, "
+                               "for example on an asyncio.Event the middleware sets.")
 def drain_waits_for_in_flight_requests(ctx: Context) -> None:
     "the drain hook answers 200 only after the requests in flight have finished"
     result = _drain_experiment(ctx)
     hook, before = result["hook"], result["before"]
     expect(hook.status == 200, f"POST /admin/drain {hook.outcome()}, expected 200")
-    expect(before.ended and hook.ended >= before.ended,
+    # the two answers come within a few milliseconds of each other, read by two threads in either order
+    expect(before.ended and hook.ended >= before.ended - 0.1,
            "POST /admin/drain answered while GET /work was still running: the orchestrator would stop "
            "the process with that request in flight")
+
+
+@draining.check(points=2, hint="@app.middleware('http') lets go of a request when its response starts; a pure "
+                               "ASGI middleware's `await self.app(scope, receive, send)` returns after the last byte.")
+def drain_waits_for_a_streaming_response(ctx: Context) -> None:
+    "a streaming response in flight is counted until its last byte: the hook answers after it"
+    result = _drain_experiment(ctx)
+    hook, stream = result["hook"], result["stream"]
+    expect(stream.status == 200 and stream.text.count("\n") == 10,
+           f"GET /export, started before the drain, {stream.outcome()} with {stream.text.count(chr(10))} of its "
+           "10 lines; expected all of them")
+    expect(hook.status == 200, f"POST /admin/drain {hook.outcome()}, expected 200")
+    expect(hook.ended >= stream.ended - 0.1,
+           "POST /admin/drain answered while GET /export was still streaming its body: the request was no longer "
+           "counted once its response had started")
+
+
+@draining.check(points=1, hint="Wake the drain when the count reaches zero (an asyncio.Event), rather "
+                               "than checking now and then: the orchestrator waits for your answer.")
+def drain_answers_once_the_work_is_done(ctx: Context) -> None:
+    "the drain hook answers as soon as the last request in flight has finished"
+    result = _drain_experiment(ctx)
+    hook, before, stream = result["hook"], result["before"], result["stream"]
+    expect(hook.status == 200 and before.ended, f"POST /admin/drain {hook.outcome()}, expected 200")
+    late = hook.ended - max(before.ended, stream.ended)
+    expect(late < PROMPT, f"POST /admin/drain answered {late:.2f} s after the last request in flight ended, "
+                          f"more than {PROMPT:g} s: a fixed wait, or a slow poll, holds up the shutdown")
+
+
+def _drain_beside_a_probe(ctx: Context) -> tuple[_Call, _Call]:
+    """POST /admin/drain and GET /health/live sent at the same moment: on a busy machine both are
+    slowed alike, so how much later the drain answers is what it waited."""
+    hook, probe = _drain(ctx), _Call(ctx.url, "GET", "/health/live")
+    hook.start()
+    probe.start()
+    return hook.finish(), probe.finish()
+
+
+@draining.experiment
+def _idle_drain(ctx: Context) -> tuple[_Call, _Call]:
+    """Once: a fresh app with nothing in flight, drained beside a liveness probe."""
+    ctx.app.restart()  # a fresh app: the drain of the experiment above cannot be undone
+    return _drain_beside_a_probe(ctx)
+
+
+@draining.check(points=2, hint="Nothing in flight does not mean nothing on its way: the load balancers send "
+                               "until the endpoint's removal reaches them. Keep serving for DRAIN_DELAY first.")
+def idle_drain_keeps_serving_until_the_endpoint_is_gone(ctx: Context) -> None:
+    "with nothing in flight, the drain hook still keeps serving for DRAIN_DELAY before it answers"
+    hook, probe = _idle_drain(ctx)
+    expect(hook.status == 200, f"POST /admin/drain with nothing in flight {hook.outcome()}, expected 200")
+    expect(hook.took() >= 0.9 * DRAIN_DELAY,
+           f"with nothing in flight, POST /admin/drain answered after {hook.took():.2f} s, before DRAIN_DELAY "
+           f"({DRAIN_DELAY:g} s): SIGTERM would follow while the load balancers still send, and uvicorn "
+           "would refuse their connections")
+
+
+@draining.check(points=1, hint="With nothing in flight there is nothing to wait for after DRAIN_DELAY: wait on "
+                               "the in-flight count, never a fixed time.")
+def idle_drain_answers_once_the_delay_is_over(ctx: Context) -> None:
+    "with nothing in flight, the drain hook answers 200 once DRAIN_DELAY is over"
+    hook, probe = _idle_drain(ctx)
+    expect(hook.status == 200, f"POST /admin/drain with nothing in flight {hook.outcome()}, expected 200")
+    late = hook.ended - probe.ended - DRAIN_DELAY
+    expect(late < PROMPT, f"with nothing in flight, POST /admin/drain answered {late:.2f} s after DRAIN_DELAY "
+                          f"had passed (timed against a liveness probe sent with it), more than {PROMPT:g} s: "
+                          "it waited for nothing")
+
+
+@draining.check(points=1, hint="Decrement the count in a `finally:`, so a request that raises is not "
+                               "counted as in flight for ever.")
+def a_failed_request_is_not_left_counted(ctx: Context) -> None:
+    "after a request that failed with 500, an idle drain still answers 200 once DRAIN_DELAY is over"
+    ctx.app.restart()
+    failed = ctx.client.get("/fail").status_code
+    expect(failed == 500, f"GET /fail answered {failed}, expected 500 (the cell's endpoint that raises)")
+    hook, probe = _drain_beside_a_probe(ctx)
+    expect(hook.status == 200, f"after GET /fail raised, POST /admin/drain {hook.outcome()}, expected 200: "
+                               "the failed request is still counted as in flight")
+    late = hook.ended - probe.ended - DRAIN_DELAY
+    expect(late < PROMPT, f"after GET /fail raised, POST /admin/drain answered {late:.2f} s after DRAIN_DELAY had "
+                          f"passed, more than {PROMPT:g} s: the failed request was counted as in flight")
+
+
+@draining.check(points=1, hint="Wait with a limit, asyncio.wait_for(state.idle.wait(), DRAIN_TIMEOUT), "
+                               "and answer 504 when it runs out.")
+def drain_gives_up_after_its_timeout(ctx: Context) -> None:
+    "a request that outlasts DRAIN_TIMEOUT: the drain hook answers 504 when DRAIN_TIMEOUT runs out"
+    ctx.app.restart()
+    long_work = _in_flight(ctx, f"/work?seconds={3 * DRAIN_TIMEOUT:.3f}")
+    hook = _drain(ctx)
+    hook.start()
+    hook.finish()
+    still_running = long_work.is_alive()
+    expect(hook.status == 504, f"with a request running three times DRAIN_TIMEOUT, POST /admin/drain "
+                               f"{hook.outcome()}, expected 504 once DRAIN_TIMEOUT ran out")
+    expect(hook.took() >= 0.8 * DRAIN_TIMEOUT, f"POST /admin/drain answered 504 after {hook.took():.2f} s, "
+                                               f"before DRAIN_TIMEOUT ({DRAIN_TIMEOUT:g} s) had run out")
+    expect(still_running, "POST /admin/drain answered 504 only after the long request had ended: it did not "
+                          "give up at DRAIN_TIMEOUT")
