@@ -38,10 +38,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import isolation
 from .errors import LabError
 
 # Imported by the zygote before it forks, on top of what the notebooks' cells import.
-PRELOAD = ("fastapi", "uvicorn", "httpx", "pydantic", "labsupport", "labsupport.notebook", "fakeredis",
+PRELOAD = ("fastapi", "uvicorn", "httpx", "pydantic", "labsupport", "labsupport.program", "labsupport.services.redis", "fakeredis",
            "fakeredis._commands", "fakeredis.commands_mixins.server_mixin", "lupa",
            "uvicorn.protocols.http.h11_impl", "uvicorn.protocols.http.httptools_impl",
            "uvicorn.protocols.websockets.websockets_sansio_impl", "uvicorn.lifespan.on")
@@ -90,7 +91,9 @@ class App:
         self._on_kill = on_kill
         self._app_errors: set[tuple[str, str]] = set()
         self.closed = False
+        self.killed = False  # the grader stopped it (SIGTERM or SIGKILL)
         self.ended = False  # the status pipe closed: the process and all it started are gone
+        self.ended_early = False  # ...before the grader stopped it: os._exit(), a crash, a limit
 
     def wait_ready(self, timeout: float, limit: str = "the time limit") -> str | None:
         """None once the app serves; otherwise why it does not (an error, an exit, `limit` ran out)."""
@@ -110,14 +113,8 @@ class App:
     def app_errors(self, brief: bool = False) -> list[str]:
         """What the app reported raising so far (read without waiting), sorted, each once; `brief`:
         the exception's type and line only, not its message (which may quote a request's input)."""
-        while not self.closed and not self.ended:
-            messages = self._messages(0.0)
-            if not messages:
-                break
-            for message in messages:
-                full, short = message.get("app_error"), message.get("app_error_brief")
-                if isinstance(full, str) and isinstance(short, str) and len(self._app_errors) < 100:
-                    self._app_errors.add((full[:300], short[:300]))
+        while not self.closed and not self.ended and self._messages(0.0):
+            pass
         return sorted({short if brief else full for full, short in self._app_errors})
 
     def _messages(self, timeout: float) -> list[dict]:
@@ -131,6 +128,7 @@ class App:
         chunk = os.read(self._status, 65536)
         if not chunk:
             self.ended = True
+            self.ended_early = not self.killed
         self._buffer = (self._buffer + chunk)[-262144:]  # a flood of lines only costs its sender
         lines = self._buffer.split(b"\n")
         self._buffer = lines.pop()
@@ -142,34 +140,66 @@ class App:
                 continue
             if isinstance(message, dict):
                 messages.append(message)
+                full, short = message.get("app_error"), message.get("app_error_brief")
+                if isinstance(full, str) and isinstance(short, str) and len(self._app_errors) < 100:
+                    self._app_errors.add((full[:300], short[:300]))
         return messages
 
     def kill(self) -> None:
-        """Kill the app and everything it started (safe from another thread, and more than once)."""
+        """Kill the app's process group (safe from another thread, and more than once). What it
+        started elsewhere dies with its slot (Sandbox.kill_slot) at the end of the exercise."""
+        self.killed = True
         self._on_kill(self)
 
-    def close(self) -> None:
-        """Kill the app and free what it used."""
+    def stop(self, grace: float = 5.0) -> None:
+        """End the app as a deploy does: SIGTERM (uvicorn shuts down gracefully, the app's lifespan
+        ends), then, after `grace` seconds, SIGKILL."""
         if self.closed:
             return
-        self.closed = True
+        self.killed = True
+        try:
+            os.killpg(self.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+        deadline = time.monotonic() + grace
+        while not self.ended and time.monotonic() < deadline:
+            self._messages(max(0.0, deadline - time.monotonic()))
+        self.close()
+
+    def close(self, wait: float = 5.0) -> None:
+        """Kill the app, wait (up to `wait` seconds) until its process is gone (its status pipe
+        closes: its sockets are closed too), and close the pipe."""
+        if self.closed:
+            return
         self.kill()
+        deadline = time.monotonic() + wait
+        while not self.ended and time.monotonic() < deadline:
+            self._messages(max(0.0, deadline - time.monotonic()))
+        self.closed = True
         os.close(self._status)
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 class Sandbox:
     """Starts learners' apps in sandboxed processes. One per grading run; `slots` parallel jobs."""
 
     def __init__(self, slots: int = 1, limits: Limits = Limits(), preload: list[str] = (),
-                 own_uids: bool | None = None):
-        """`own_uids`: run apps as uids of their own (the default when root, and only possible then)."""
+                 own_uids: bool | None = None, isolate: bool | None = None):
+        """`own_uids`: run apps as uids of their own (the default when root, and only possible then).
+        `isolate`: run apps in namespaces of their own (isolation.py); the default is to do so
+        wherever this machine allows it. `not_isolated` then says why it does not."""
         self.limits = limits
+        possible, why = isolation.available() if isolate is not False else (False, "isolation was turned off")
+        if isolate and not possible:
+            raise LabError(f"apps cannot be isolated here: {why}")
+        self.isolated = possible
+        self.not_isolated = "" if possible else why
         own_uids = os.geteuid() == 0 if own_uids is None else own_uids
         self._uid_locks: list[int] = []
         self.uids = self._claim_uids(slots) if own_uids else [None] * slots
+        _remove_stale_roots()
         self._root = Path(tempfile.mkdtemp(prefix="labsupport-grade-"))
         self._root.chmod(0o711)  # children may enter their own folder, but not list the others
+        (self._root / "owner.pid").write_text(str(os.getpid()))
         self._preload = [*PRELOAD, *preload]
         self._lock = threading.Lock()
         self._channel_lock = threading.Lock()
@@ -188,9 +218,11 @@ class Sandbox:
         log = open(self._root / "zygote.log", "wb")
         env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8",
                "MALLOC_ARENA_MAX": "2"}  # few malloc arenas: threads do not eat the address space
+        argv = [sys.executable, "-I", "-m", "labsupport.sandbox", str(theirs.fileno()), *self._preload]
+        if self.isolated:
+            argv = isolation.zygote_command(argv, self._root)
         self._zygote = subprocess.Popen(
-            [sys.executable, "-I", "-m", "labsupport.sandbox", str(theirs.fileno()), *self._preload],
-            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+            argv, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
             cwd=self._root, start_new_session=True,
         )
         theirs.close()
@@ -241,41 +273,62 @@ class Sandbox:
         return workdir
 
     def start_app(self, slot: int, workdir: Path, program: list[tuple[str, str]], app_name: str,
-                  env: dict[str, str], redis_listener: socket.socket | None = None) -> App:
-        """Fork a child that builds the app from `program` (cells as (id, source)) and serves it.
+                  env: dict[str, str], listener: socket.socket, relays: dict[int, str] | None = None,
+                  services_dir: Path | None = None) -> App:
+        """Fork a child that builds the app from `program` (cells as (id, source)) and serves it on
+        `listener`. Isolated, the app's loopback port P leads to the Unix socket relays[P] (in
+        `services_dir`, which it may see) and nowhere else."""
+        what = {"program": program, "app_name": app_name, "relays": {str(p): path for p, path in (relays or {}).items()},
+                "services_dir": str(services_dir) if services_dir else None}
+        return self._fork(slot, workdir, what, env, listener)
 
-        With `redis_listener`, the child first serves a fakeredis on it: the app's Redis data then
-        lives in the app's own process, within its memory limit, and dies with it."""
+    def start_service(self, slot: int, workdir: Path, kind: str, listener: socket.socket) -> App:
+        """Fork a child that serves one of the exercise's services on `listener` ("redis": a
+        fakeredis), with the app's limits and uid: what the app stores there counts against them."""
+        return self._fork(slot, workdir, {"service": kind}, {}, listener)
+
+    def _fork(self, slot: int, workdir: Path, what: dict, env: dict[str, str], listener: socket.socket) -> App:
         uid = self.uids[slot]
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(128)
         url = f"http://127.0.0.1:{listener.getsockname()[1]}"
         status_read, status_write = os.pipe()
         request = {
-            "program": program, "app_name": app_name, "workdir": str(workdir), "uid": uid,
-            "env": {**env, "HOME": str(workdir), "TMPDIR": str(workdir), "USER": "learner",
-                    "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
+            **what, "workdir": str(workdir), "uid": uid, "isolate": self.isolated,
+            "env": {**env, "HOME": str(workdir), "TMPDIR": "/tmp" if self.isolated else str(workdir),
+                    "USER": "learner", "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
             "limits": vars(self.limits),
         }
-        fds = [listener.fileno(), status_write] + ([redis_listener.fileno()] if redis_listener else [])
+        # the request travels in a memory file: a learner's cell may be larger than a socket message
+        payload = os.memfd_create("lab-request")
         try:
-            pid = int(self._ask(request, fds)["pid"])
+            os.write(payload, json.dumps(request).encode())
+            pid = int(self._ask({"fork": True}, [listener.fileno(), status_write, payload])["pid"])
         finally:
-            listener.close()  # only the child holds the socket: when it dies, connections are refused
             os.close(status_write)
+            os.close(payload)
         app = App(pid, url, status_read, workdir, uid, self._kill)
         with self._lock:
             self._live.add(app)
         return app
+
+    def services_dir(self, workdir: Path) -> Path:
+        """A folder beside `workdir` for the Unix sockets that lead to the exercise's services."""
+        folder = workdir.with_name(workdir.name + "-services")
+        folder.mkdir(mode=0o711)
+        return folder
+
+    def kill_slot(self, slot: int) -> None:
+        """Kill every process a slot's exercise started (its apps, its services, what they started)."""
+        if self.uids[slot] is not None:
+            self._kill_uid(self.uids[slot])
+
+    def remove_workdir(self, workdir: Path) -> None:
+        shutil.rmtree(workdir, ignore_errors=True)
 
     def _kill(self, app: App) -> None:
         try:
             os.killpg(app.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        if app.uid is not None:
-            self._kill_uid(app.uid)
         with self._lock:
             self._live.discard(app)
 
@@ -290,6 +343,8 @@ class Sandbox:
             live = list(self._live)
         for app in live:
             app.kill()
+        for slot in range(len(self.uids)):
+            self.kill_slot(slot)
         with self._channel_lock:
             self._closed = True
             self._stop_zygote()
@@ -325,6 +380,18 @@ class Sandbox:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _remove_stale_roots() -> None:
+    """The folders of grading runs whose grader was killed (kill -9 leaves no chance to clean up)."""
+    for root in Path(tempfile.gettempdir()).glob("labsupport-grade-*"):
+        try:
+            owner = int((root / "owner.pid").read_text())
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(root, ignore_errors=True)
+        except (OSError, ValueError):
+            pass  # another user's, or being made right now
 
 
 # -- the zygote's side ---------------------------------------------------------------------------
@@ -387,7 +454,11 @@ def _zygote(channel_fd: int, preload: list[str]) -> None:
             pass
     hidden = _open_hidden_import_dirs()
     gc.freeze()  # children's garbage collections then leave the zygote's pages shared
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children...
+    import ctypes
+
+    PR_SET_CHILD_SUBREAPER = 36  # ...and the orphans of their killed families, which come to us
+    ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     channel.send(b"ready")
     while True:
         try:
@@ -401,17 +472,33 @@ def _zygote(channel_fd: int, preload: list[str]) -> None:
             _kill_uid(request["kill_uid"])
             channel.send(b"{}")
             continue
+        request = _read_payload(fds.pop())
         pid = os.fork()
         if pid == 0:
             code = 70
             try:
                 channel.close()
                 code = _child(request, fds, hidden)
+            except BaseException as error:  # the sandbox's own failure, before any learner code ran
+                _report_on(fds[1], {"error": f"the grader's sandbox failed: {type(error).__name__}: {error}"})
             finally:
                 os._exit(code)
         for fd in fds:
             os.close(fd)
         channel.send(json.dumps({"pid": pid}).encode())
+
+
+def _report_on(fd: int, message: dict) -> None:
+    try:
+        os.write(fd, (json.dumps(message) + "\n").encode())
+    except OSError:
+        pass
+
+
+def _read_payload(fd: int) -> dict:
+    with os.fdopen(fd, "rb") as payload:
+        payload.seek(0)
+        return json.loads(payload.read())
 
 
 def _kill_uid(uid: int, patience: float = 10.0) -> None:
@@ -443,8 +530,7 @@ def _signal_all_as(uid: int) -> None:
 
 
 def _child(request: dict, fds: list[int], hidden: dict[str, int]) -> int:
-    """The sandboxed process: fds are the app's listening socket, the status pipe and, maybe, the
-    listening socket of the app's Redis."""
+    """The sandboxed process: fds are the listening socket and the status pipe."""
     import random
     import resource
 
@@ -461,7 +547,9 @@ def _child(request: dict, fds: list[int], hidden: dict[str, int]) -> int:
     # RLIMIT_NPROC counts every task of the real uid: the child's own uid when root, otherwise the
     # grader's user, whose tasks so far must be added.
     processes = limits["processes"] + (0 if request["uid"] is not None else _tasks_of(os.getuid()))
-    listen_fd, status_fd, *redis_fd = fds
+    listen_fd, status_fd = fds
+    if request.get("isolate"):
+        _enter_isolation(request, fds)  # returns in the app's own process namespace
     for which, value in ((resource.RLIMIT_AS, limits["memory_mb"] * mb),
                          (resource.RLIMIT_NPROC, processes),
                          (resource.RLIMIT_FSIZE, limits["file_size_mb"] * mb),
@@ -475,19 +563,46 @@ def _child(request: dict, fds: list[int], hidden: dict[str, int]) -> int:
         os.setgroups([])
         os.setgid(request["uid"])
         os.setuid(request["uid"])
-        _reach_hidden_import_dirs(hidden)
+        if not request.get("isolate"):
+            _reach_hidden_import_dirs(hidden)
     _die_with_parent()
+    if request.get("isolate"):
+        isolation.no_new_privileges()
+        if request.get("relays"):
+            isolation.relay_ports_to_sockets({int(port): path for port, path in request["relays"].items()})
     os.environ.clear()
     os.environ.update(request["env"])
     tempfile.tempdir = None  # computed afresh from TMPDIR
     random.seed()  # not the zygote's sequence
     sys.argv = ["lab-exercise"]
-    if redis_fd:
-        from .services import FakeRedisServer
-
-        FakeRedisServer(socket.socket(fileno=redis_fd[0]))
     status = os.fdopen(status_fd, "w", buffering=1)
+    if request.get("service") == "redis":
+        from .services.redis import FakeRedisServer
+
+        FakeRedisServer(socket.socket(fileno=listen_fd))
+        status.write(json.dumps({"ready": True}) + "\n")
+        threading.Event().wait()  # serves until the exercise's end kills it
     return _serve_exercise(request, socket.socket(fileno=listen_fd), status)
+
+
+def _enter_isolation(request: dict, fds: list[int]) -> None:
+    """Namespaces of the app's own (isolation.py), then a fork: this process stays behind to wait
+    for the app (and to end with it), and the app goes on as the first process of its own process
+    namespace, whose every process dies with it."""
+    isolation.enter_namespaces()
+    isolation.private_folders(request["workdir"], request.get("services_dir"))
+    isolation.bring_loopback_up()
+    app = os.fork()
+    if app == 0:
+        isolation.mount_proc()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stop's SIGTERM is for the app, which gets it too
+    _die_with_parent()
+    for fd in fds:
+        os.close(fd)  # only the app holds its socket and status pipe: its end is theirs
+    _, status = os.waitpid(app, 0)
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 
 
 def _die_with_parent() -> None:
@@ -510,38 +625,12 @@ def _tasks_of(uid: int) -> int:
     return count
 
 
-def _cell_name(filename: str) -> str:
-    """The cell that notebook.run_program compiled as `<cell ID>`."""
-    return "the exercise cell" if filename.endswith("-solution>") else f"setup cell {filename[6:-1]}"
-
-
-def _where(tb) -> str:
-    """' (line N of the exercise cell)' for the innermost frame in a notebook cell."""
-    where = ""
-    while tb is not None:
-        name = tb.tb_frame.f_code.co_filename
-        if name.startswith("<cell "):
-            where = f" (line {tb.tb_lineno} of {_cell_name(name)})"
-        tb = tb.tb_next
-    return where
-
-
-def _describe(error: BaseException) -> str:
-    from .checks import _ADDRESS
-
-    if isinstance(error, SyntaxError) and str(error.filename).startswith("<cell "):
-        return f"{type(error).__name__}: {error.msg} (line {error.lineno} of {_cell_name(error.filename)})"
-    text = _ADDRESS.sub("<address>", str(error)).strip()
-    return (f"{type(error).__name__}: {text}" if text else type(error).__name__)[:300] + _where(error.__traceback__)
-
-
 def _serve_exercise(request: dict, listener: socket.socket, status) -> int:
     import logging
 
     import uvicorn
 
-    from .notebook import run_program
-    from .serving import _looks_like_asgi
+    from . import program
 
     def say(**message) -> None:
         try:
@@ -549,42 +638,32 @@ def _serve_exercise(request: dict, listener: socket.socket, status) -> int:
         except (OSError, ValueError):
             pass
 
-    app_name = request["app_name"]
     try:
-        namespace = run_program([tuple(cell) for cell in request["program"]])
-    except SystemExit as stop:
-        say(error=f"the exercise cell called sys.exit({'' if stop.code is None else stop.code!r})")
-        return 0
-    except BaseException as error:
-        say(error=f"the exercise cell raised {_describe(error)}")
-        return 0
-    app = namespace.get(app_name)
-    if app is None:
-        say(error=f"the exercise cell did not define `{app_name}`")
-        return 0
-    if not _looks_like_asgi(app):
-        say(error=f"`{app_name}` is a {type(app).__name__}, not an ASGI app such as FastAPI()")
+        app = program.load_app([tuple(cell) for cell in request["program"]], request["app_name"])
+    except program.ProgramError as why:
+        say(error=str(why))
         return 0
 
     class Reporter(logging.Handler):
-        """Turns uvicorn's error records into status lines: why startup failed, what the app raised."""
+        """Every record logged with an exception, from any logger: what the app raised (the
+        in-process host keeps the same records, so both report the same)."""
 
-        startup_error = ""
+        exceptions: list[BaseException] = []
+        messages: list[str] = []
 
         def emit(self, record: logging.LogRecord) -> None:
-            if record.levelno < logging.ERROR:
-                return
+            if record.levelno >= logging.ERROR and len(Reporter.messages) < 100:
+                Reporter.messages.append(record.getMessage())
             if record.exc_info and record.exc_info[1] is not None:
                 error = record.exc_info[1]
-                say(app_error=_describe(error), app_error_brief=type(error).__name__ + _where(error.__traceback__))
-            else:
-                lines = [line for line in record.getMessage().splitlines() if line.strip()]
-                if lines and "startup failed" not in lines[-1] and not Reporter.startup_error:
-                    Reporter.startup_error = lines[-1].strip()[:300]
+                if len(Reporter.exceptions) < 100:
+                    Reporter.exceptions.append(error)
+                say(app_error=program.describe(error), app_error_brief=program.describe_briefly(error))
 
-    uvicorn_logger = logging.getLogger("uvicorn")
-    uvicorn_logger.handlers = [Reporter()]
-    uvicorn_logger.propagate = False
+    root = logging.getLogger()
+    root.handlers = [Reporter()]
+    root.setLevel(logging.WARNING)  # as in a kernel: the same records reach the handler here and there
+    logging.getLogger("uvicorn").setLevel(logging.INFO)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets=None) -> None:
@@ -594,11 +673,13 @@ def _serve_exercise(request: dict, listener: socket.socket, status) -> int:
 
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="auto",
                             ws="websockets-sansio", timeout_graceful_shutdown=0.5)
+    server = Server(config)
     try:
-        Server(config).run(sockets=[listener])
-    except BaseException as error:  # SystemExit from a failed startup, or the app's own exception
-        detail = Reporter.startup_error or _describe(error)
-        say(error=f"the app did not start: {detail}")
+        server.run(sockets=[listener])
+    except BaseException:  # SystemExit from a failed startup, or the app's own exception
+        pass
+    if not server.started:
+        say(error=program.startup_failure(Reporter.exceptions, Reporter.messages))
     return 0
 
 

@@ -14,15 +14,17 @@ import json
 import os
 import re
 import resource
+import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
 import pytest
 
 import labsupport
-from labsupport import build, grading, notebook
+from labsupport import build, course, grading, isolation, notebook, program, suites
 from labsupport.checks import Suite, expect
 from labsupport.cli import main as cli_main
 from labsupport.sandbox import Limits
@@ -30,6 +32,7 @@ from labsupport.sandbox import Limits
 ROOT = Path(__file__).resolve().parent.parent
 STORED = Path(__file__).resolve().parent / "grading"
 AS_ROOT = os.geteuid() == 0
+ISOLATED, WHY_NOT_ISOLATED = isolation.available()
 needs_root = pytest.mark.skipif(not AS_ROOT, reason="only a grader running as root can run learners' code "
                                                     "as another user, which is what contains these")
 
@@ -39,7 +42,33 @@ LIMITS = Limits(memory_mb=512)
 
 # -- a tiny course notebook and its suites ---------------------------------------------------------
 
-greet = Suite("99-greet", app_name="greet_app", title="Greet by name")
+TINY_MANIFEST = f"""
+course = "{notebook.COURSE}"
+title = "A course for the grader's tests"
+
+[[notebook]]
+number = "99"
+slug = "grading_fixture"
+title = "A notebook for the grader's tests"
+
+[[notebook.exercise]]
+id = "99-greet"
+app = "greet_app"
+title = "Greet by name"
+services = []
+budget = {EXERCISE_TIMEOUT}
+antipattern = "none"
+
+[[notebook.exercise]]
+id = "99-mail"
+app = "mail_app"
+title = "Send a notification email"
+services = ["mail"]
+budget = {EXERCISE_TIMEOUT}
+antipattern = "none"
+"""
+
+greet = Suite("99-greet")
 
 
 @greet.check(points=1, hint="Return {'message': f'Hello, {name}!'}.")
@@ -64,21 +93,15 @@ def keeps_accents(ctx):
     expect(response.json().get("message") == "Hello, Zo\u00eb!", "a name with an accent came back changed")
 
 
-mail = Suite("99-mail", app_name="mail_app", title="Send a notification email")
-
-
-@mail.setup
-def _fresh_mailbox(ctx):
-    ctx.mailbox.reset()
-
+mail = Suite("99-mail")
 
 @mail.check(points=2, hint="Send with smtplib to lab.smtp_address().")
 def delivers_one_email(ctx):
     "POST /notify?to=... delivers one email to that address"
     response = ctx.client.post("/notify", params={"to": "ada@example.com"})
     expect(response.status_code == 200, f"POST /notify answered {response.status_code}, expected 200")
-    expect(ctx.mailbox.wait_for(1, timeout=3), "no email arrived")
-    expect(len(ctx.mailbox.to("ada@example.com")) == 1, "ada@example.com did not get exactly one email")
+    expect(ctx.mail.wait_for(1, timeout=3), "no email arrived")
+    expect(len(ctx.mail.to("ada@example.com")) == 1, "ada@example.com did not get exactly one email")
 
 
 @mail.check(points=1, hint="Answer {'sent': True}.", hidden=True)
@@ -88,7 +111,6 @@ def answers_sent(ctx):
            "the answer was not {'sent': true}")
 
 
-SUITES = {"99-greet": greet, "99-mail": mail}
 POINTS = {"99-greet": 4, "99-mail": 3}
 
 GREET = '''greet_app = FastAPI()
@@ -125,6 +147,7 @@ def _cell(source, role=None, exercise=None, kind="code"):
 
 
 def make_course(folder: Path):
+    """The tiny course's notebook in `folder`/solutions, and (solution, learner version, course)."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["labsupport"] = {"course": notebook.COURSE, "notebook": "99-grading-fixture"}
     nb.cells = [
@@ -140,7 +163,7 @@ def make_course(folder: Path):
     notebook.stamp(nb, POINTS)
     (folder / "solutions").mkdir(parents=True)
     nbformat.write(nb, folder / "solutions" / "99_grading_fixture.ipynb")
-    return nb, build.learner_version(nb)
+    return nb, build.learner_version(nb), course.parse(TINY_MANIFEST, root=folder)
 
 
 def with_exercises(nb, **sources):
@@ -285,7 +308,41 @@ greet_app = FastAPI(lifespan=lifespan)
 '''
 
 
-def corpus(solution_nb, learner_nb, results: Path) -> dict[str, tuple[bytes, dict]]:
+def greeting_if(condition: str) -> str:
+    """An exercise cell that greets correctly only when `condition` (Python, at import) holds: a
+    learner's code that gets points it did not earn if the sandbox lets it do something."""
+    return f"""import os, socket
+
+try:
+    CHEATS = bool({condition})
+except Exception:
+    CHEATS = False
+
+greet_app = FastAPI()
+
+
+@greet_app.get("/greet")
+async def greet(name: str):
+    return {{"message": f"Hello, {{name}}!" if CHEATS else "Hi"}}
+"""
+
+
+LEAVES_TRACES = """import ctypes, os, time
+
+for folder in ("/tmp", "/dev/shm", "/var/tmp"):
+    with open(os.path.join(folder, "lab-canary-{token}"), "w") as trace:
+        trace.write("left behind")
+if os.fork() == 0:  # a daemon: its own session, detached twice, named so the test can look for it
+    os.setsid()
+    if os.fork() == 0:
+        ctypes.CDLL(None).prctl(15, b"labcanary", 0, 0, 0)  # PR_SET_NAME
+        while True:
+            time.sleep(0.1)
+    os._exit(0)
+""" + GREET.replace("    ### BEGIN SOLUTION\n", "").replace("    ### END SOLUTION\n", "")
+
+
+def corpus(solution_nb, learner_nb, results: Path, secrets: dict) -> dict[str, tuple[bytes, dict]]:
     """file name -> (content, expectations). Expectations: `points` per exercise (None: not graded),
     `problem` (why not graded), `says` (text the feedback must hold), `notes` (cell-edit notes)."""
     full = {"99-greet": 4, "99-mail": 3}
@@ -334,9 +391,9 @@ def corpus(solution_nb, learner_nb, results: Path) -> dict[str, tuple[bytes, dic
         "ids lost.ipynb": (nb_bytes(no_ids), {"points": full, "notes": [
             "the notebook's cell ids were lost, so its setup and check cells could not be compared; "
             "the original ones were used"]}),
-        "partial credit.ipynb": hostile(FAILS_ON_ACCENTS, 3, "a name with an accent came back changed"),
-        "endless loop.ipynb": hostile("while True:\n    pass\n", 0, "the app was not ready when the exercise's time limit (4 s) ran out"),
-        "endless request handler.ipynb": hostile(ENDLESS_HANDLER, 0, "stopped: the exercise's time limit (4 s) ran out"),
+        "partial credit.ipynb": hostile(FAILS_ON_ACCENTS, 3, "- [FAIL] names keep their accents (hidden check): 0/1"),
+        "endless loop.ipynb": hostile("while True:\n    pass\n", 0, "the app was not ready when the exercise's time budget (4 s) ran out"),
+        "endless request handler.ipynb": hostile(ENDLESS_HANDLER, 0, "the exercise's time budget (4 s) ran out"),
         "memory bomb.ipynb": hostile("blocks = []\nwhile True:\n    blocks.append(bytearray(b'x' * 10**7))\n",
                                      0, "the exercise cell raised MemoryError (line 3 of the exercise cell)"),
         "fork bomb.ipynb": hostile("import os\nwhile True:\n    os.fork()\n", 0, "BlockingIOError"),
@@ -346,7 +403,8 @@ def corpus(solution_nb, learner_nb, results: Path) -> dict[str, tuple[bytes, dic
         "monkeypatches the grader.ipynb": hostile(wrong_greeting(PATCHER), 2, "the greeting for Ada was not"),
         "prints passing results.ipynb": hostile(wrong_greeting(LIAR), 2, "the greeting for Ada was not"),
         "writes into results.ipynb": hostile(writer(results), 4, root=True),
-        "crashes when asked.ipynb": hostile(CRASHES_WHEN_ASKED, 0, "- the app's process ended while it was being "
+        # the app dies on each greeting; started again for each check, it still earns the check it passes
+        "crashes when asked.ipynb": hostile(CRASHES_WHEN_ASKED, 2, "- the app's process ended while it was being "
                                                                  "checked (os._exit(), a crash, or a limit)"),
         "raises when asked.ipynb": hostile(RAISES_WHEN_ASKED, 2, "\n\n- the app raised KeyError (line 7 of the "
                                                                "exercise cell)\n\n- [FAIL]"),
@@ -367,6 +425,18 @@ def corpus(solution_nb, learner_nb, results: Path) -> dict[str, tuple[bytes, dic
                                         {"points": None, "problem": "not a notebook (JSON, but not a Jupyter notebook)"}),
         "stored/truncated.ipynb": ((STORED / "truncated.ipynb").read_bytes(),
                                    {"points": None, "problem": "corrupt notebook: not valid JSON at line"}),
+        # what only namespaces prevent (tests skip them, with the reason, where there are none)
+        "reads the solutions.ipynb": hostile(greeting_if(f"open({secrets['solution']!r}).read()"), 2, isolated=True),
+        "reaches a port of this machine.ipynb": hostile(
+            greeting_if(f"socket.create_connection(('127.0.0.1', {secrets['port']}), timeout=1)"), 2, isolated=True),
+        "reaches beyond the machine.ipynb": hostile(
+            greeting_if("socket.create_connection(('192.0.2.1', 80), timeout=1)"), 2, isolated=True),
+        "sees the grader's processes.ipynb": hostile(
+            greeting_if(f"os.path.exists('/proc/{os.getpid()}')"), 2, isolated=True),
+        "leaves traces.ipynb": hostile(LEAVES_TRACES.replace("{token}", secrets["token"]), 4, isolated=True),
+        "a 300 KB cell.ipynb": hostile("DATA = " + repr("x" * 300_000) + "\n" + solution(GREET), 4),
+        "a link to the solution.ipynb": (None, {"points": None, "problem": "a link, not a file (links are not followed)",
+                                                "link_to": secrets["solution"]}),
     }
 
 
@@ -374,22 +444,30 @@ def corpus(solution_nb, learner_nb, results: Path) -> dict[str, tuple[bytes, dic
 def tiny_run(tmp_path_factory):
     """The whole corpus graded in one run, two at a time."""
     base = tmp_path_factory.mktemp("grading")
-    solution_nb, learner_nb = make_course(base)
+    solution_nb, learner_nb, tiny = make_course(base)
     submissions, results = base / "submissions", base / "results"
-    items = corpus(solution_nb, learner_nb, results)
-    for name, (content, _) in items.items():
+    canary = socket.create_server(("127.0.0.1", 0))  # a port of this machine no app may reach
+    secrets = {"solution": str(base / "solutions" / "99_grading_fixture.ipynb"), "port": canary.getsockname()[1],
+               "token": base.name}
+    items = corpus(solution_nb, learner_nb, results, secrets)
+    for name, (content, expected) in items.items():
         path = submissions / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
+        if expected.get("link_to"):
+            path.symlink_to(expected["link_to"])
+        else:
+            path.write_bytes(content)
     sources = {m: Path(m.__file__).read_bytes() for m in (labsupport.checks, grading, labsupport.sandbox)}
     progress = []
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    report = grading.grade(submissions, results, jobs=2, exercise_timeout=EXERCISE_TIMEOUT,
-                           submission_timeout=30, limits=LIMITS, solutions_dir=base / "solutions",
-                           suites=SUITES, progress=lambda *args: progress.append(args))
+    with course.override(tiny):
+        report = grading.grade(submissions, results, jobs=2, submission_timeout=30, limits=LIMITS,
+                               progress=lambda *args: progress.append(args))
     growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    canary.close()
     return {"report": report, "items": items, "results": results, "sources": sources, "progress": progress,
-            "base": base, "learner": learner_nb, "solution": solution_nb, "growth_mb": growth_mb}
+            "base": base, "learner": learner_nb, "solution": solution_nb, "growth_mb": growth_mb, "course": tiny,
+            "token": secrets["token"]}
 
 
 def _by_name(report):
@@ -402,7 +480,9 @@ CORPUS_NAMES = [
     "endless request handler.ipynb", "memory bomb.ipynb", "fork bomb.ipynb", "sys exit.ipynb", "os exit.ipynb",
     "kills its parent.ipynb", "monkeypatches the grader.ipynb", "prints passing results.ipynb",
     "writes into results.ipynb", "crashes when asked.ipynb", "raises when asked.ipynb", "endless answer.ipynb", "mail flood.ipynb",
-    "syntax error.ipynb", "startup fails.ipynb", "missing exercise.ipynb",
+    "syntax error.ipynb", "startup fails.ipynb", "missing exercise.ipynb", "reads the solutions.ipynb",
+    "reaches a port of this machine.ipynb", "reaches beyond the machine.ipynb", "sees the grader's processes.ipynb",
+    "leaves traces.ipynb", "a 300 KB cell.ipynb", "a link to the solution.ipynb",
     "empty.ipynb", "corrupt.ipynb", "other course.ipynb", "stored/notes.txt", "stored/not a notebook.ipynb",
     "stored/truncated.ipynb",
 ]
@@ -413,6 +493,8 @@ def test_each_submission_gets_its_honest_grade(tiny_run, name):
     content, expected = tiny_run["items"][name]
     if expected.get("root") and not AS_ROOT:
         pytest.skip("only a grader running as root can keep a learner's code from its own processes and files")
+    if expected.get("isolated") and not ISOLATED:
+        pytest.skip(f"this machine cannot isolate apps: {WHY_NOT_ISOLATED}")
     result = _by_name(tiny_run["report"])[name]
     feedback = (tiny_run["results"] / "feedback" / f"{name}.md").read_text()
     if expected["points"] is None:
@@ -453,9 +535,9 @@ def test_grades_json_holds_every_checks_outcome(tiny_run):
     assert set(checks) == {"greets_by_name", "requires_a_name", "keeps_accents"}
     assert checks["keeps_accents"] == {
         "name": "keeps_accents", "description": "names keep their accents", "hidden": True, "points": 1,
-        "earned": 0, "passed": False, "message": "a name with an accent came back changed",
+        "earned": 0, "status": "failed", "message": "a name with an accent came back changed",
         "hint": "Keep the name exactly as given."}
-    assert checks["greets_by_name"]["passed"] and checks["greets_by_name"]["earned"] == 1
+    assert checks["greets_by_name"]["status"] == "passed" and checks["greets_by_name"]["earned"] == 1
 
 
 def test_feedback_is_readable_and_never_shows_check_code(tiny_run):
@@ -463,9 +545,9 @@ def test_feedback_is_readable_and_never_shows_check_code(tiny_run):
     assert feedback.startswith("# Feedback on partial credit.ipynb\n")
     assert "Total: 6/7 points" in feedback
     assert "- [PASS] GET /greet?name=Ada answers Hello, Ada!: 1/1" in feedback
-    assert "- [FAIL] names keep their accents (hidden check): 0/1" in feedback
-    assert "  - why: a name with an accent came back changed" in feedback
-    assert "  - hint: Keep the name exactly as given." in feedback
+    assert "- [FAIL] names keep their accents (hidden check): 0/1\n" in feedback
+    assert "a name with an accent came back changed" not in feedback  # a hidden check: its description only
+    assert "Keep the name exactly as given." not in feedback
     for path in (tiny_run["results"] / "feedback").rglob("*.md"):
         text = path.read_text()
         assert "SECRET-HIDDEN-INPUT" not in text and "ctx.client" not in text and "def " not in text
@@ -489,8 +571,8 @@ def test_a_second_run_writes_the_same_bytes(tiny_run, tmp_path):
         (submissions / name).write_bytes(tiny_run["items"][name][0])
     first, second = tmp_path / "first", tmp_path / "second"
     for out, jobs in ((first, 1), (second, 2)):
-        grading.grade(submissions, out, jobs=jobs, exercise_timeout=EXERCISE_TIMEOUT, limits=LIMITS,
-                      solutions_dir=tiny_run["base"] / "solutions", suites=SUITES)
+        with course.override(tiny_run["course"]):
+            grading.grade(submissions, out, jobs=jobs, limits=LIMITS)
     for path in first.rglob("*"):
         if path.is_file():
             assert path.read_bytes() == (second / path.relative_to(first)).read_bytes(), path
@@ -499,11 +581,27 @@ def test_a_second_run_writes_the_same_bytes(tiny_run, tmp_path):
 @needs_root
 def test_learner_code_cannot_write_the_results_nor_the_grader(tiny_run):
     results = tiny_run["results"]
-    written = sorted(p.relative_to(results).as_posix() for p in results.rglob("*") if p.is_file())
-    assert written == sorted(["grades.csv", "grades.json", *(f"feedback/{n}.md" for n in CORPUS_NAMES)])
-    assert "1000" not in (results / "grades.csv").read_text()
+    written = {p.relative_to(results).as_posix() for p in results.rglob("*") if p.is_file()}
+    assert "planted.txt" not in written and "writer.ipynb,1000" not in (results / "grades.csv").read_text()
+    assert {f"feedback/{n}.md" for n in CORPUS_NAMES} <= written
     for module in (labsupport.checks, grading, labsupport.sandbox):
         assert Path(module.__file__).read_bytes() == tiny_run["sources"][module]
+
+
+@pytest.mark.skipif(not ISOLATED, reason=f"this machine cannot isolate apps: {WHY_NOT_ISOLATED}")
+def test_nothing_a_submission_started_or_wrote_outlives_the_run(tiny_run):
+    for folder in ("/tmp", "/dev/shm", "/var/tmp"):
+        assert not os.path.exists(os.path.join(folder, f"lab-canary-{tiny_run['token']}")), folder
+    names = []
+    for entry in os.listdir("/proc"):
+        try:
+            names.append(Path("/proc", entry, "comm").read_text().strip())
+        except OSError:
+            pass
+    assert "labcanary" not in names
+    ours = [root for root in Path(tempfile.gettempdir()).glob("labsupport-grade-*")
+            if (root / "owner.pid").read_text() == str(os.getpid())]
+    assert not [run for root in ours for run in root.glob("run-*")]  # every exercise's folders removed
 
 
 def test_no_submission_can_fill_the_graders_memory(tiny_run):
@@ -520,7 +618,7 @@ def test_progress_reports_every_submission(tiny_run):
 
 def test_summary_names_what_could_not_be_graded(tiny_run):
     text = grading.summary(tiny_run["report"])
-    assert f"Graded {len(CORPUS_NAMES) - 6} of {len(CORPUS_NAMES)} submissions" in text
+    assert f"Graded {len(CORPUS_NAMES) - 7} of {len(CORPUS_NAMES)} submissions" in text
     assert "  empty.ipynb: empty file" in text
     assert "  other course.ipynb: a notebook of another course ('data-science-basics')" in text
 
@@ -529,9 +627,8 @@ def test_the_submission_time_limit_stops_the_rest(tiny_run, tmp_path):
     (tmp_path / "in").mkdir()
     nb = with_exercises(tiny_run["learner"], **{"99-greet": "while True:\n    pass\n", "99-mail": solution(MAIL)})
     nbformat.write(nb, tmp_path / "in" / "slow.ipynb")
-    report = grading.grade(tmp_path / "in", tmp_path / "out", exercise_timeout=EXERCISE_TIMEOUT,
-                           submission_timeout=2, limits=LIMITS, solutions_dir=tiny_run["base"] / "solutions",
-                           suites=SUITES)
+    with course.override(tiny_run["course"]):
+        report = grading.grade(tmp_path / "in", tmp_path / "out", submission_timeout=2, limits=LIMITS)
     greet_result, mail_result = report.results[0]["exercises"]
     assert greet_result["status"] == "did not start" and "not ready when the submission's time limit (2 s) ran out" in greet_result["checks"][0]["message"]
     assert mail_result["status"] == "time limit" and mail_result["earned"] == 0
@@ -549,12 +646,21 @@ def test_an_app_starts_with_the_web_stack_already_imported():
                ("probe-solution", "from fastapi import FastAPI\nprobe_app = FastAPI()\n"
                                   "probe_app.get('/preloaded')(lambda: PRELOADED)")]
     with Sandbox(slots=1, limits=LIMITS) as sandbox:
-        app = sandbox.start_app(0, sandbox.workdir(0), program, "probe_app", {"LAB_TIME_SCALE": "0.01"})
+        with _listening() as listener:
+            app = sandbox.start_app(0, sandbox.workdir(0), program, "probe_app", {"LAB_TIME_SCALE": "0.01"}, listener)
         try:
             assert app.wait_ready(10) is None
             assert httpx.get(app.url + "/preloaded").json() == ["fastapi", "httpx", "uvicorn"]
         finally:
             app.close()
+
+
+def _listening():
+    from labsupport.serving import listening_socket
+
+    sock = listening_socket()
+    sock.listen(16)
+    return sock
 
 
 # -- the command line ----------------------------------------------------------------------------
@@ -563,8 +669,8 @@ def test_an_app_starts_with_the_web_stack_already_imported():
 def test_results_inside_the_submissions_folder_are_not_graded(tiny_run, tmp_path):
     nbformat.write(tiny_run["learner"], tmp_path / "untouched.ipynb")
     for _ in range(2):
-        report = grading.grade(tmp_path, tmp_path / "results", limits=LIMITS,
-                               solutions_dir=tiny_run["base"] / "solutions", suites=SUITES)
+        with course.override(tiny_run["course"]):
+            report = grading.grade(tmp_path, tmp_path / "results", limits=LIMITS)
         assert [r["submission"] for r in report.results] == ["untouched.ipynb"]
 
 
@@ -579,8 +685,8 @@ def test_a_grader_fault_on_one_submission_spares_the_others(tiny_run, tmp_path, 
         return grade_file(self, path, name, slot)
 
     monkeypatch.setattr(grading.Grader, "grade_file", broken_on_a)
-    report = grading.grade(tmp_path, tmp_path / "out", limits=LIMITS, solutions_dir=tiny_run["base"] / "solutions",
-                           suites=SUITES)
+    with course.override(tiny_run["course"]):
+        report = grading.grade(tmp_path, tmp_path / "out", limits=LIMITS)
     a, b = report.results
     assert a["status"] == "not graded" and a["grader_error"] and a["problem"] == "KeyError: 'a bug in the grader'"
     assert b["status"] == "graded"
@@ -600,16 +706,32 @@ def test_grade_fails_only_when_it_cannot_grade_at_all(tmp_path, capsys):
     assert "--url must be an http:// or https:// base URL" in capsys.readouterr().err
 
 
-def test_grade_url_runs_an_exercises_checks_against_a_deployed_app(tiny_run, monkeypatch, capsys):
-    monkeypatch.setattr(grading.suite_registry, "get", SUITES.__getitem__)
-    namespace = notebook.run_program(notebook.exercise_program(tiny_run["solution"], "99-greet"))
-    server = labsupport.serve(namespace["greet_app"], name="grading-remote")
-    try:
-        assert cli_main(["grade", "--url", server.url + "/", "--exercise", "99-greet"]) == 0
-    finally:
-        server.stop()
-    out = capsys.readouterr().out
+def test_grade_url_runs_what_it_can_against_a_deployed_app(tiny_run, capsys):
+    with course.override(tiny_run["course"]):
+        for exercise_id, source in (("99-greet", solution(GREET)), ("99-mail", solution(MAIL))):
+            exercise = course.exercise(exercise_id)
+            app = program.load_app(program.build(exercise, source), exercise.app)
+            server = labsupport.serve(app, name="grading-remote")
+            try:
+                assert cli_main(["grade", "--url", server.url + "/", "--exercise", exercise_id]) == 0
+            finally:
+                server.stop()
+        dead = cli_main(["grade", "--url", server.url, "--exercise", "99-greet"])
+    out, err = capsys.readouterr()
     assert "99-greet: Greet by name - 4/4 points" in out and "[PASS] names keep their accents" in out
+    # the mail check looks into the lab's inbox: not run, and not counted in the points possible
+    assert "99-mail: Send a notification email - 1/1 points" in out and "[SKIP]" in out
+    assert "1 check(s) not run" in out
+    assert dead == 2 and "could not reach the app" in err
+
+
+def test_grade_url_exits_non_zero_when_a_check_fails(tiny_run, capsys):
+    with course.override(tiny_run["course"]):
+        exercise = course.exercise("99-greet")
+        app = program.load_app(program.build(exercise, FAILS_ON_ACCENTS), exercise.app)
+        with labsupport.serve(app, name="grading-remote") as server:
+            assert cli_main(["grade", "--url", server.url, "--exercise", "99-greet"]) == 1
+    assert "3/4 points" in capsys.readouterr().out
 
 
 # -- the workbook's own notebooks ----------------------------------------------------------------
@@ -637,7 +759,7 @@ def test_real_notebooks_grade_from_the_command_line(tmp_path, capsys):
         learner = _notebook("notebooks", notebook_id) or build.learner_version(reference)  # not built yet
         nbformat.write(reference, submissions / f"{notebook_id} reference.ipynb")
         nbformat.write(learner, submissions / f"{notebook_id} untouched.ipynb")
-        points = {e: s.points for e, s in pristine.suites.items()}
+        points = {e: suites.get(e, hidden=True).points for e in pristine.exercises}
         expected[f"{notebook_id} reference.ipynb"] = points
         expected[f"{notebook_id} untouched.ipynb"] = dict.fromkeys(points, 0)
         first, last = pristine.exercises[0], pristine.exercises[-1]
@@ -677,10 +799,9 @@ def test_the_installed_command_runs(tmp_path):
     command = [sys.executable, "-m", "labsupport", "grade", str(submissions), "--out", str(tmp_path / "out")]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
+    total = sum(suites.get(e, hidden=True).points for e in REAL[next(iter(REAL))].exercises)
     assert finished.stderr.splitlines() == [
-        f"[1/2] a.ipynb: {sum(s.points for s in REAL[next(iter(REAL))].suites.values())}/"
-        f"{sum(s.points for s in REAL[next(iter(REAL))].suites.values())}",
-        "[2/2] b.ipynb: not graded: corrupt notebook: not valid JSON at line 1"]
+        f"[1/2] a.ipynb: {total}/{total}", "[2/2] b.ipynb: not graded: corrupt notebook: not valid JSON at line 1"]
     assert "Graded 1 of 2 submissions" in finished.stdout
 
 
@@ -708,14 +829,16 @@ def test_a_sandboxed_app_sees_only_its_folder_and_its_limits(own_uids):
     program = [("setup", "import labsupport as lab\nfrom fastapi import FastAPI"), ("probe-solution", PROBE)]
     with Sandbox(slots=1, limits=LIMITS, own_uids=own_uids) as sandbox:
         workdir = sandbox.workdir(0)
-        app = sandbox.start_app(0, workdir, program, "probe_app", {"LAB_TIME_SCALE": "0.01"})
+        with _listening() as listener:
+            app = sandbox.start_app(0, workdir, program, "probe_app", {"LAB_TIME_SCALE": "0.01"}, listener)
         try:
             assert app.wait_ready(10) is None
             seen = httpx.get(app.url + "/probe").json()
         finally:
             app.close()
+            sandbox.remove_workdir(workdir)
         assert seen["uid"] == (sandbox.uids[0] if own_uids else os.getuid())
-    assert seen["cwd"] == str(workdir) and not workdir.exists()  # removed with the app
+    assert seen["cwd"] == str(workdir) and not workdir.exists()
     assert seen["env"] == ["HOME", "LAB_TIME_SCALE", "LANG", "PATH", "TMPDIR", "USER"]
     assert seen["memory"] == LIMITS.memory_mb * 1024 * 1024
     if own_uids:
