@@ -15,6 +15,9 @@ from nbclient import NotebookClient
 from . import course, notebook, suites
 
 EXECUTION_TIMEOUT = 120
+# a cell that shows a running server (a link, a frame): its output names a port that is gone once the
+# notebook is saved, so the build stores none (nbval must ignore the cell's output too)
+LIVE_VIEW = "lab-live"
 
 
 def execute(nb, cwd: Path, allow_errors: bool = False):
@@ -96,8 +99,11 @@ def build(names: list[str] | None = None, check: bool = False, outputs: bool = T
         notebook.stamp(solution, points, hints)
         learner = learner_version(solution)
         if outputs or not check:
-            execute(solution, source_path.parent)
-            execute(learner, nb_entry.learner_path.parent)
+            for nb, cwd in ((solution, source_path.parent), (learner, nb_entry.learner_path.parent)):
+                execute(nb, cwd)
+                for cell in nb.cells:
+                    if LIVE_VIEW in cell.metadata.get("tags", []):
+                        cell.outputs = []
         for built, target in ((solution, source_path), (learner, nb_entry.learner_path)):
             name = target.relative_to(nb_entry.root)
             if not check:

@@ -7,6 +7,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 import importlib.util
+import json
 import re
 
 from labsupport import LabError, build, course, exercises, fixtures, notebook, program, runner, scaffold, suites
@@ -165,6 +166,18 @@ def test_new_scaffolds_a_notebook_whose_files_work(tmp_path):
 def test_learner_notebooks_match_the_solutions():
     """notebooks/ holds exactly what the build makes of solutions/ (outputs are nbval's job)."""
     assert build.build(check=True, outputs=False) == []
+
+
+@pytest.mark.parametrize("folder", ["solutions", "notebooks"])
+def test_stored_outputs_name_no_port(folder):
+    """A stored output that names a loopback port is stale the moment it is saved (and differs on
+    every run): live views are tagged lab-live and the build stores none of their output."""
+    found = []
+    for path in sorted((ROOT / folder).glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            text = json.dumps(cell.get("outputs", []))
+            found += [f"{path.name} {cell.get('id')}: {m}" for m in re.findall(r"(?:127\.0\.0\.1|localhost):\d+", text)]
+    assert not found, found
 
 
 def test_drift_is_detected(tmp_path):
