@@ -79,7 +79,13 @@ class Notebook:
 
     @property
     def written(self) -> bool:
-        return self.solution_path.exists()
+        """Its source notebook exists, or (in a learner edition, which has no solutions/) its learner notebook."""
+        return self.solution_path.exists() or self.learner_path.exists()
+
+    @property
+    def pristine_path(self) -> Path:
+        """In a learner edition: the learner notebook as shipped (stubs, no outputs), for `labsupport reset`."""
+        return self.root / "pristine" / self.filename
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Where a learner stands across the course: every check result kept locally, shown as a table.
 
-    lab.progress()                   the table of every notebook and exercise (in a notebook)
+    lab.progress_table()             the table of every notebook and exercise (in a notebook)
     labsupport progress              the same table in a terminal
     lab.hint("01-welcome-email")     the next hint of each check that failed in the last run
 
@@ -317,7 +317,7 @@ class Progress:
 
 
 def progress() -> Progress:
-    """The course's progress table from the record (lab.progress() in a notebook)."""
+    """The course's progress table from the record (lab.progress_table() in a notebook)."""
     return Progress()
 
 

@@ -9,6 +9,7 @@ instead (as nbgrader's release_assignment and otter's assign make one):
     pyproject.toml, requirements.lock, environment.yml, course.toml, .gitignore   as in the workbook
     pytest.ini         the edition's tests (it takes precedence over pyproject's settings)
     notebooks/         the learner notebooks, as `labsupport build` made them
+    pristine/          the same before they were run (stubs, no outputs): what `labsupport reset` restores
     labsupport/        the package, visible checks included (hidden checks live in hidden/, not here)
     tests/             the lab's own tests (serving, services, faults) and test_your_exercises.py,
                        which checks each exercise the learner has attempted, as lab.check does
@@ -30,7 +31,9 @@ import os
 import shutil
 from pathlib import Path
 
-from . import course, notebook, suites
+import nbformat
+
+from . import course, notebook, reset, suites
 from .errors import LabError
 
 MARKER = ".labsupport-edition"
@@ -328,9 +331,11 @@ def _write_edition(edition: Path, root: Path) -> None:
     shutil.copytree(root / "labsupport", edition / "labsupport",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
     (edition / "notebooks").mkdir()
+    (edition / "pristine").mkdir()
     for nb in course.load().notebooks:
         if nb.learner_path.exists():
             shutil.copy2(nb.learner_path, edition / "notebooks" / nb.filename)
+            nbformat.write(reset.shipped(nb), edition / "pristine" / nb.filename)  # what `labsupport reset` restores
     (edition / "tests").mkdir()
     for name in KIT_TESTS:
         shutil.copy2(root / "tests" / name, edition / "tests" / name)

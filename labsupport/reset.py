@@ -76,6 +76,8 @@ def shipped(entry: course.Notebook):
     from . import suites
 
     if not entry.solution_path.exists():
+        if entry.pristine_path.exists():  # a learner edition: the release kept the notebook as shipped
+            return nbformat.read(entry.pristine_path, as_version=4)
         raise LabError(f"{entry.solution_path.relative_to(entry.root)} is missing: the stubs are made from it")
     source = nbformat.read(entry.solution_path, as_version=4)
     points, hints = {}, {}

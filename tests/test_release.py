@@ -228,3 +228,26 @@ def test_the_exercise_tests_judge_what_the_learner_saved(edition, tmp_path):
     skipped = sum(len(n.exercises) for n in course.load().notebooks if n.learner_path.exists()) - 2
     assert f"1 failed, 1 passed, {skipped} skipped" in finished.stdout.strip().splitlines()[-1], finished.stdout[-3000:]
     assert f"FAILED tests/test_your_exercises.py::test_exercise[{wrong.id}]" in finished.stdout
+
+
+def test_progress_and_reset_work_without_solutions(edition, tmp_path):
+    """The edition has no solutions/: the progress table still lists every notebook as there, and
+    `labsupport reset` restores an exercise cell from the notebooks as shipped (pristine/)."""
+    out, env = edition
+    copy = tmp_path / "learner"
+    shutil.copytree(out, copy, symlinks=True)
+    env = {**env, "PYTHONPATH": str(copy), "LAB_PROGRESS_DIR": str(tmp_path / "progress")}
+    shown = _run([sys.executable, "-m", "labsupport", "progress"], copy, env, timeout=120)
+    assert shown.returncode == 0 and "not written yet" not in shown.stdout, shown.stdout + shown.stderr
+    entry = WITH_EXERCISES[0]
+    exercise = entry.exercises[0]
+    path = copy / "notebooks" / entry.filename
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if c.get("id") == f"{exercise.id}-solution")
+    stub = cell.source
+    cell.source = "my attempt = 1\n"
+    nbformat.write(nb, path)
+    restored = _run([sys.executable, "-m", "labsupport", "reset", entry.number, exercise.id], copy, env, timeout=120)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    cell = next(c for c in nbformat.read(path, as_version=4).cells if c.get("id") == f"{exercise.id}-solution")
+    assert cell.source == stub
