@@ -168,6 +168,21 @@ def test_learner_notebooks_match_the_solutions():
     assert build.build(check=True, outputs=False) == []
 
 
+def test_a_heading_opens_its_own_cell():
+    """DESIGN.md's notebook style: a section heading is the first line of a markdown cell."""
+    buried = []
+    for path in sorted((ROOT / "solutions").glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "markdown":
+                continue
+            fenced = False
+            for number, line in enumerate(cell.source.splitlines()):
+                fenced ^= line.lstrip().startswith("```")
+                if number and not fenced and re.match(r"#{1,6} ", line):
+                    buried.append(f"{path.name} {cell.get('id')}: {line}")
+    assert not buried, buried
+
+
 @pytest.mark.parametrize("folder", ["solutions", "notebooks"])
 def test_stored_outputs_name_no_port(folder):
     """A stored output that names a loopback port is stale the moment it is saved (and differs on
