@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -96,16 +97,20 @@ def _grade_with_both(base: Path) -> dict:
         folder.mkdir(parents=True)
         nbformat.write(nb, folder / notebook.filename)
         nbformat.write(nb, for_labsupport / f"{learner}.ipynb")
+    began = time.monotonic()
     run("autograde", ASSIGNMENT, "--create", "--force")
+    seconds = {"nbgrader": time.monotonic() - began}
     scores = {}
     with Gradebook(f"sqlite:///{home / 'gradebook.db'}", course_id="workbook") as gradebook:
         for learner in learners:
             graded = gradebook.find_submission_notebook(notebook.filename[:-6], ASSIGNMENT, learner)
             scores[learner] = (graded.score, graded.max_score)
     out = base / "results"
+    began = time.monotonic()
     assert cli_main(["grade", str(for_labsupport), "--out", str(out), "--jobs", "2"]) == 0
+    seconds["labsupport"] = time.monotonic() - began
     document = json.loads((out / "grades.json").read_text())
-    return {"nbgrader": scores, "released": released, "document": document,
+    return {"nbgrader": scores, "released": released, "document": document, "seconds": seconds,
             "labsupport": {s["submission"][:-6]: (s["earned"], s["possible"]) for s in document["submissions"]},
             "autograded": {learner: home / "autograded" / learner / ASSIGNMENT / notebook.filename
                            for learner in learners}}
@@ -122,6 +127,8 @@ def test_nbgrader_grades_every_submission_as_labsupport_grade_does(tmp_path):
     """One test, so that the expensive part (nbgrader runs whole notebooks) runs once whatever
     the test workers; each finding is collected, then all are reported."""
     both = _grade_with_both(tmp_path)
+    print(f"{len(both['nbgrader'])} submissions of {EXERCISE}: nbgrader autograde {both['seconds']['nbgrader']:.0f} s, "
+          f"labsupport grade --jobs 2 {both['seconds']['labsupport']:.0f} s")  # for the README (pytest -s)
     suite = suites.get(EXERCISE, hidden=True)
     problems = []
 

@@ -324,6 +324,7 @@ class DatabaseService:
 
     def _execute(self, statement: str) -> None:
         import asyncio
+        from concurrent.futures import ThreadPoolExecutor
 
         import asyncpg
 
@@ -334,7 +335,9 @@ class DatabaseService:
             finally:
                 await conn.close()
 
-        asyncio.run(run())
+        # a loop of its own in a thread of its own: a notebook cell calls this with its loop running
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, run()).result()
 
     def drop_schema(self) -> None:
         if self.schema:
