@@ -25,7 +25,8 @@ def _emails(count: int) -> str:
     return "no email" if count == 0 else "one email" if count == 1 else f"{count} emails"
 
 
-@welcome.check(points=1, hint="Return the new user with status_code=201 on the route decorator.")
+@welcome.check(points=1, hint=["Return the new user with status_code=201 on the route decorator.",
+                               "Delete the raise NotImplementedError() placeholder (it gives 500), keep status_code=201 on @welcome_app.post, and return the NewUser object so the body holds its email and name."])
 def creates_the_user(ctx: Context) -> None:
     "POST /users answers 201 with the new user"
     response = _signup(ctx, "ada@example.com", "Ada")
@@ -36,8 +37,9 @@ def creates_the_user(ctx: Context) -> None:
            "the response body should hold the new user's email and name")
 
 
-@welcome.check(points=2, hint="Don't call send_email in the endpoint (nor inside add_task's arguments): "
-                              "pass the function and its arguments to background_tasks.add_task.")
+@welcome.check(points=2, hint=["Don't call send_email in the endpoint (nor inside add_task's arguments): "
+                              "pass the function and its arguments to background_tasks.add_task.",
+                               "add_task takes the function object, then its arguments separately: add_task(send_email(...)) runs the send during the request. Keep every other call to send_email out of create_user."])
 def answers_before_the_email_is_sent(ctx: Context) -> None:
     "the response does not wait for the mail server"
     with ctx.mail.held():
@@ -50,9 +52,10 @@ def answers_before_the_email_is_sent(ctx: Context) -> None:
     ctx.mail.wait_for(1, timeout=EMAIL_WITHIN)  # its email out, before the next check begins
 
 
-@welcome.check(points=1, hint="An `async def` task runs on the event loop: a blocking call in it (smtplib) "
+@welcome.check(points=1, hint=["An `async def` task runs on the event loop: a blocking call in it (smtplib) "
                               "stops every other request. Pass the plain function send_email, which "
-                              "FastAPI runs in its thread pool.")
+                              "FastAPI runs in its thread pool.",
+                               "Check what you gave add_task: an async def wrapper around send_email blocks the event loop. Pass send_email itself (a plain def runs in the thread pool), or await asyncio.to_thread in the wrapper."])
 def stays_responsive_while_mail_is_slow(ctx: Context) -> None:
     "while one welcome email waits for the mail server, the next signup is answered"
     with ctx.mail.held():
@@ -69,7 +72,8 @@ def stays_responsive_while_mail_is_slow(ctx: Context) -> None:
     ctx.mail.wait_for(2, timeout=EMAIL_WITHIN)  # both emails out, before the next check begins
 
 
-@welcome.check(points=1, hint="Send to the new user's address, with their name in the subject.")
+@welcome.check(points=1, hint=["Send to the new user's address, with their name in the subject.",
+                               "send_email's first argument is the recipient: pass user.email, and build the subject with user.name in it (Welcome, Alan!). Add the task once, and don't also send inline."])
 def delivers_the_welcome_email(ctx: Context) -> None:
     "the welcome email reaches the new user, once, greeting them by name"
     response = _signup(ctx, "alan@example.com", "Alan")
@@ -85,8 +89,9 @@ def delivers_the_welcome_email(ctx: Context) -> None:
     expect("Alan" in received[0].subject, "the subject should greet the user by name")
 
 
-@welcome.check(points=1, hint="Declare the body as a Pydantic model whose email field rejects "
-                              "malformed addresses (EmailAddress); FastAPI then answers 422 before your code runs.")
+@welcome.check(points=1, hint=["Declare the body as a Pydantic model whose email field rejects "
+                              "malformed addresses (EmailAddress); FastAPI then answers 422 before your code runs.",
+                               "Take the JSON body as user: NewUser with email typed EmailAddress, not str or query parameters; then 'not-an-address' fails validation with 422 and create_user never runs."])
 def rejects_a_bad_address_without_mailing(ctx: Context) -> None:
     "a malformed address gets 422 and no email"
     response = _signup(ctx, "not-an-address", "Nobody")
@@ -124,8 +129,9 @@ def _lost_after(status: int) -> str:
             else "refuse it as invalid input, before anything is promised")
 
 
-@welcome.check(points=1, hint="Keep NewUser's types from the setup: EmailAddress (EmailStr, ASCII only) and "
-                              "PersonName (no line breaks or control characters).")
+@welcome.check(points=1, hint=["Keep NewUser's types from the setup: EmailAddress (EmailStr, ASCII only) and "
+                              "PersonName (no line breaks or control characters).",
+                               "Use EmailAddress and PersonName exactly as the setup defines them: plain EmailStr lets zoë@example.com through (ascii_only stops it), plain str lets a line break in the name through (header_safe stops it)."])
 def rejects_what_the_mail_server_cannot_take(ctx: Context) -> None:
     "an address or a name the mail server cannot take gets 422 and no email"
     rejects_each(ctx, "/users", UNSENDABLE, _lost_after)
@@ -190,8 +196,9 @@ def _exactly_one(ctx: Context, address: str, what: str) -> None:
 
 
 @reliable.check(points=1, timeout=WAITING,
-                hint="Enqueue with `await app.state.queue.enqueue_job(...)` and answer 202 "
-                     "with status_url=f'/jobs/{job.job_id}'.")
+                hint=["Enqueue with `await app.state.queue.enqueue_job(...)` and answer 202 "
+                     "with status_url=f'/jobs/{job.job_id}'.",
+                      "Enqueue 'send_order_emails' with order_id and order.customer and return status_url '/jobs/' + job.job_id; in GET /jobs build Job(job_id, queue, _queue_name=QUEUE), or arq looks in its default queue."])
 def accepts_the_order_with_a_status_url(ctx: Context) -> None:
     "POST /orders answers 202 with a status URL that reports the job"
     status = _final_status(ctx, _order(ctx, "ada@example.com"))
@@ -201,8 +208,9 @@ def accepts_the_order_with_a_status_url(ctx: Context) -> None:
 
 
 @reliable.check(points=1, timeout=WAITING,
-                hint="Keep the Order model's EmailAddress type from the setup: an address the mail server "
-                     "cannot take gets 422 before any job is queued.")
+                hint=["Keep the Order model's EmailAddress type from the setup: an address the mail server "
+                     "cannot take gets 422 before any job is queued.",
+                      "Leave Order.customer typed EmailAddress (EmailStr plus ascii_only); with str or plain EmailStr, zoë@example.com reaches the queue and gets a 202 that can never be delivered."])
 def rejects_an_address_the_mail_server_cannot_take(ctx: Context) -> None:
     "a customer address the mail server cannot take gets 422, and no job sends anything"
     bodies = [(what, {"customer": body["email"]}) for what, body in UNSENDABLE if "name" not in what]
@@ -215,7 +223,8 @@ def rejects_an_address_the_mail_server_cannot_take(ctx: Context) -> None:
     expect(not strays, "a rejected order was mailed")
 
 
-@reliable.check(points=1, hint="arq's Job.status() is JobStatus.not_found for an unknown id: answer 404.")
+@reliable.check(points=1, hint=["arq's Job.status() is JobStatus.not_found for an unknown id: answer 404.",
+                                "In job_status, await Job(job_id, queue, _queue_name=QUEUE).status(); when it equals JobStatus.not_found, raise HTTPException(404) instead of returning a status."])
 def unknown_job_is_404(ctx: Context) -> None:
     "GET /jobs/<unknown id> answers 404"
     response = ctx.client.get("/jobs/no-such-job")
@@ -224,8 +233,9 @@ def unknown_job_is_404(ctx: Context) -> None:
 
 @reliable.check(points=2, timeout=WAITING,
                 description=f"a mail server that refuses {MAX_TRIES - 1} times (451), then accepts: both emails arrive",
-                hint="Catch the failed send (an OSError) and, unless is_permanent(error) or it was the last "
-                     "try, raise arq.worker.Retry(defer=...) so that arq runs the job again later.")
+                hint=["Catch the failed send (an OSError) and, unless is_permanent(error) or it was the last "
+                     "try, raise arq.worker.Retry(defer=...) so that arq runs the job again later.",
+                      "Wrap each send in try/except OSError; if not is_permanent(error) and ctx['job_try'] < MAX_TRIES, raise Retry(defer=...) with a short back-off in lab.seconds (2, 4, 8, 16), well within the 600 s deadline."])
 def retries_temporary_failures(ctx: Context) -> None:
     ctx.mail.fail_next(MAX_TRIES - 1)
     status = _final_status(ctx, _order(ctx, "grace@example.com"))
@@ -236,8 +246,9 @@ def retries_temporary_failures(ctx: Context) -> None:
 
 
 @reliable.check(points=1, timeout=WAITING,
-                hint="A mail server that is down refuses the connection (ConnectionRefusedError, an OSError): "
-                     "that is temporary too, so retry it.")
+                hint=["A mail server that is down refuses the connection (ConnectionRefusedError, an OSError): "
+                     "that is temporary too, so retry it.",
+                      "ConnectionRefusedError is not an smtplib.SMTPException: catch OSError, the base of both. is_permanent gives False for it, so raise Retry just as for a 451."])
 def retries_a_mail_server_that_is_down(ctx: Context) -> None:
     "the mail server is down (connections refused), then comes back: both emails arrive"
     ctx.mail.refuse()
@@ -256,8 +267,9 @@ def retries_a_mail_server_that_is_down(ctx: Context) -> None:
 
 
 @reliable.check(points=2, timeout=WAITING,
-                hint="A retry runs the whole job again: remember each email that went out "
-                     "(a Redis key per order and recipient) and skip it on the next try.")
+                hint=["A retry runs the whole job again: remember each email that went out "
+                     "(a Redis key per order and recipient) and skip it on the next try.",
+                      "Before each send, check a Redis key for that order and recipient with await ctx['redis'].exists(...); set it right after the send succeeds, so a retry skips the customer and resends only the warehouse email."])
 def never_resends_a_delivered_email(ctx: Context) -> None:
     "a retry does not send the customer's email again"
     ctx.mail.fail_next(2, after=1)  # the customer's email goes through, the warehouse's fails twice
@@ -270,8 +282,9 @@ def never_resends_a_delivered_email(ctx: Context) -> None:
 
 
 @reliable.check(points=1, timeout=2 * WAITING,
-                hint="Remember what was sent per order (and recipient), not per customer: a second order "
-                     "deserves its own confirmation.")
+                hint=["Remember what was sent per order (and recipient), not per customer: a second order "
+                     "deserves its own confirmation.",
+                      "Put order_id in the 'already sent' key (order_id plus recipient); a key made of the customer address alone makes the second order skip its confirmation."])
 def a_second_order_gets_its_own_emails(ctx: Context) -> None:
     "two orders from the same customer, one after the other: two confirmations"
     for _ in range(2):
@@ -282,7 +295,8 @@ def a_second_order_gets_its_own_emails(ctx: Context) -> None:
 
 
 @reliable.check(points=1, timeout=WAITING,
-                hint="Give every order its own job (its own job id); the worker runs them independently.")
+                hint=["Give every order its own job (its own job id); the worker runs them independently.",
+                      "Call enqueue_job without a fixed _job_id (arq then makes a unique one) and return that job's own job_id; keep no global or shared job between orders, and key sent-markers by order_id."])
 def concurrent_orders_each_complete(ctx: Context) -> None:
     "five orders placed at the same time: five jobs, each complete, each customer confirmed once"
     customers = [f"buyer{n}@example.com" for n in range(5)]
@@ -299,8 +313,9 @@ def concurrent_orders_each_complete(ctx: Context) -> None:
 
 @reliable.check(points=2, timeout=WAITING,
                 description=f"a mail server that refuses every try (451): after {MAX_TRIES} tries the job ends 'failed'",
-                hint="Let the last try's exception propagate (don't return normally), and map "
-                     "arq's result_info().success == False to status 'failed'.")
+                hint=["Let the last try's exception propagate (don't return normally), and map "
+                     "arq's result_info().success == False to status 'failed'.",
+                      "When ctx['job_try'] >= MAX_TRIES, re-raise the OSError (no Retry, no return). JobStatus.complete covers failed jobs too: read (await job.result_info()).success and answer 'failed' if False."])
 def records_a_failure_after_the_last_try(ctx: Context) -> None:
     ctx.mail.fail_next(1000)
     status = _final_status(ctx, _order(ctx, "edsger@example.com"))
@@ -311,8 +326,9 @@ def records_a_failure_after_the_last_try(ctx: Context) -> None:
 
 
 @reliable.check(points=1, timeout=WAITING,
-                hint="A 5xx reply (550: no such mailbox) is permanent (is_permanent says so): retrying "
-                     "cannot help, so let it fail at once.")
+                hint=["A 5xx reply (550: no such mailbox) is permanent (is_permanent says so): retrying "
+                     "cannot help, so let it fail at once.",
+                      "In the except OSError branch, test is_permanent(error) first and re-raise at once when it is True (a 550 SMTPResponseException); only other errors, before the last try, may raise Retry."])
 def a_permanent_refusal_is_not_retried(ctx: Context) -> None:
     "a permanent refusal (550): the job ends 'failed' after one try"
     ctx.mail.fail_next(1000, permanent=True)
@@ -323,8 +339,9 @@ def a_permanent_refusal_is_not_retried(ctx: Context) -> None:
 
 
 @reliable.check(points=3, timeout=WAITING,
-                hint="An in-memory list or dict dies with the process: keep the job in Redis (arq does) "
-                     "and read its status from there.")
+                hint=["An in-memory list or dict dies with the process: keep the job in Redis (arq does) "
+                     "and read its status from there.",
+                      "Enqueue through app.state.queue (the given lifespan's arq pool) and read the status from Redis with Job(..., _queue_name=QUEUE); keep no dict of jobs in the process, and keep QUEUE as given."])
 def survives_a_restart(ctx: Context) -> None:
     "an order accepted before the app restarts is still tracked and delivered after it"
     ctx.mail.fail_next(1000)  # the mail server refuses until the restart is over

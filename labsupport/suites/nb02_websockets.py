@@ -140,8 +140,9 @@ def three_clients(ctx: Context) -> dict:
     return {"answering": answering, "silent": silent, "stopping": stopping}
 
 
-@heartbeat.check(points=1, hint="Send {'type': 'ping'} every HEARTBEAT seconds from a task of its own, for as "
-                                "long as the connection is open.")
+@heartbeat.check(points=1, hint=["Send {'type': 'ping'} every HEARTBEAT seconds from a task of its own, for as "
+                                "long as the connection is open.",
+                                 "Start a task with asyncio.create_task whose loop awaits asyncio.sleep(HEARTBEAT), then ws.send_json({'type': 'ping'}), while the handler itself keeps awaiting ws.receive()."])
 def pings_every_heartbeat(ctx: Context) -> None:
     "a connected client gets a ping about every HEARTBEAT seconds"
     pings = three_clients(ctx)["answering"].pings
@@ -152,16 +153,18 @@ def pings_every_heartbeat(ctx: Context) -> None:
                                  f"({HEARTBEAT * 1000:.0f} ms)")
 
 
-@heartbeat.check(points=1, hint="A pong is the answer the deadline waits for: when one arrives in time, the "
-                                "connection stays open.")
+@heartbeat.check(points=1, hint=["A pong is the answer the deadline waits for: when one arrives in time, the "
+                                "connection stays open.",
+                                 "In the receive loop, json.loads the frame's 'text' and set an asyncio.Event when it equals {'type': 'pong'}; the pinger's wait_for on that Event then returns in time and must not close."])
 def answering_client_stays(ctx: Context) -> None:
     "a client that answers every ping stays connected"
     closed = three_clients(ctx)["answering"].closed
     expect(closed is None, f"a client that answered every ping was closed (code {closed[0]})" if closed else "")
 
 
-@heartbeat.check(points=2, hint="After each ping, wait at most PONG_TIMEOUT for the pong (asyncio.wait_for on "
-                                "an Event the receive loop sets); then close with code 1011.")
+@heartbeat.check(points=2, hint=["After each ping, wait at most PONG_TIMEOUT for the pong (asyncio.wait_for on "
+                                "an Event the receive loop sets); then close with code 1011.",
+                                 "Catch the TimeoutError from asyncio.wait_for(event.wait(), PONG_TIMEOUT) and await ws.close(code=1011) (status.WS_1011_INTERNAL_ERROR); an uncaught error ends the connection as 1006 instead."])
 def silent_client_is_closed(ctx: Context) -> None:
     "a client that never answers is closed with code 1011"
     closed = three_clients(ctx)["silent"].closed
@@ -170,8 +173,9 @@ def silent_client_is_closed(ctx: Context) -> None:
                               + (" (no close frame: did the handler crash?)" if closed[0] == 1006 else ""))
 
 
-@heartbeat.check(points=1, hint="Every ping needs its own pong: reset the 'answered' flag before each ping, "
-                                "not once per connection.")
+@heartbeat.check(points=1, hint=["Every ping needs its own pong: reset the 'answered' flag before each ping, "
+                                "not once per connection.",
+                                 "Call clear() on the Event just before sending each ping: an Event set by the first pong and never cleared makes every later wait_for return at once."])
 def client_that_stops_answering_is_closed(ctx: Context) -> None:
     "a client that answers two pings, then stops, is closed with code 1011"
     closed = three_clients(ctx)["stopping"].closed
@@ -180,7 +184,8 @@ def client_that_stops_answering_is_closed(ctx: Context) -> None:
     expect(closed[0] == 1011, f"a client that stopped answering was closed with code {closed[0]}, expected 1011")
 
 
-@heartbeat.check(points=1, hint="The `finally` around your code runs however the connection ends: keep it.")
+@heartbeat.check(points=1, hint=["The `finally` around your code runs however the connection ends: keep it.",
+                                 "The handler must return when the client leaves: break the loop on a 'websocket.disconnect' message (or catch WebSocketDisconnect), cancel the ping task, and keep the given finally that discards ws."])
 def counts_open_connections(ctx: Context) -> None:
     "GET /connections counts the clients while they are connected, and says 0 once they have gone"
     counted = three_clients(ctx)["answering"].counted
@@ -271,8 +276,9 @@ def _refused(ctx: Context, path: str, subprotocols: list[str] | None, what: str)
     expect(False, f"a connection with {what} was accepted: refuse it before accepting")
 
 
-@chat.check(points=1, hint="Read the token from ws.scope['subprotocols'] and raise WebSocketException(code=1008) "
-                           "before ws.accept() when authenticate() gives None.")
+@chat.check(points=1, hint=["Read the token from ws.scope['subprotocols'] and raise WebSocketException(code=1008) "
+                           "before ws.accept() when authenticate() gives None.",
+                            "Accept only when ws.scope['subprotocols'] is exactly ['bearer', token] and authenticate(token) is not None; ignore the query string, and raise WebSocketException(code=1008) before accept (a 403)."])
 def refuses_bad_tokens(ctx: Context) -> None:
     "the handshake is refused without a valid token in the subprotocols, or with one in the URL"
     _refused(ctx, "/ws/chat", None, "no token")
@@ -281,8 +287,9 @@ def refuses_bad_tokens(ctx: Context) -> None:
     _refused(ctx, f"/ws/chat?token={TOKENS['ada']}", None, "the token in the URL (it would be logged)")
 
 
-@chat.check(points=1, hint="ws.accept(subprotocol='bearer'): a browser closes a connection at once when it "
-                           "offered subprotocols and the server picked none.")
+@chat.check(points=1, hint=["ws.accept(subprotocol='bearer'): a browser closes a connection at once when it "
+                           "offered subprotocols and the server picked none.",
+                            "Call await ws.accept(subprotocol='bearer'): plain ws.accept() leaves Sec-WebSocket-Protocol out of the 101 answer, and picking the token instead would echo the secret."])
 def picks_the_bearer_subprotocol(ctx: Context) -> None:
     "a valid token opens the connection, and the server picks the 'bearer' subprotocol"
     with _connect(ctx, "ada") as ws:
@@ -290,8 +297,9 @@ def picks_the_bearer_subprotocol(ctx: Context) -> None:
                if ws.subprotocol is None else "the server picked a subprotocol other than 'bearer'")
 
 
-@chat.check(points=2, hint="On a message, send {'type': 'message', 'room', 'user', 'text'} to every connection "
-                           "in that room, the sender's included.")
+@chat.check(points=2, hint=["On a message, send {'type': 'message', 'room', 'user', 'text'} to every connection "
+                           "in that room, the sender's included.",
+                            "join() adds the WebSocket to rooms[room] (a set) and the handler answers {'type': 'joined', 'room': room}; a message then goes to every WebSocket in that set, the sender's included."])
 def broadcasts_to_the_room(ctx: Context) -> None:
     "a message reaches every member of its room, the sender too"
     with _connect(ctx, "ada") as ada, _connect(ctx, "bob") as bob:
@@ -302,7 +310,8 @@ def broadcasts_to_the_room(ctx: Context) -> None:
         _expect_message(ada, "ada", "lobby", "ada", "hello, lobby", "(her own, echoed)")
 
 
-@chat.check(points=1, hint="The sender is the user of the connection's token; ignore whatever the message says.")
+@chat.check(points=1, hint=["The sender is the user of the connection's token; ignore whatever the message says.",
+                            "Fill 'user' in the broadcast from the name authenticate() returned at the handshake; the Say model has no user field, so never read it from the raw JSON."])
 def sender_comes_from_the_token(ctx: Context) -> None:
     "a message that claims another sender is still sent in the token's name"
     with _connect(ctx, "ada") as ada:
@@ -314,7 +323,8 @@ def sender_comes_from_the_token(ctx: Context) -> None:
                f"ada sent a message with user='bob', and it was broadcast as {got.get('user')!r}'s")
 
 
-@chat.check(points=2, hint="Keep a set of connections per room and send to that set only.")
+@chat.check(points=2, hint=["Keep a set of connections per room and send to that set only.",
+                            "Keep rooms as dict[str, set[WebSocket]] and broadcast to self.rooms.get(room) only, room taken from the validated Say message; don't loop over every connection in self.users."])
 def rooms_are_isolated(ctx: Context) -> None:
     "members of one room never get another room's messages"
     with _connect(ctx, "ada") as ada, _connect(ctx, "cy") as cy:
@@ -328,8 +338,9 @@ def rooms_are_isolated(ctx: Context) -> None:
         _expect_message(ada, "ada", "north", "ada", "north again", "(in north, not in south)")
 
 
-@chat.check(points=1, hint="GET /rooms/{room} answers {'room': room, 'members': sorted user names, each once}; "
-                           "current_user gives the 401.")
+@chat.check(points=1, hint=["GET /rooms/{room} answers {'room': room, 'members': sorted user names, each once}; "
+                           "current_user gives the 401.",
+                            "members(room) maps the room's WebSockets to users through self.users and returns sorted(set(...)), [] for an unknown room; keep Depends(current_user) on the route for the 401."])
 def lists_the_members(ctx: Context) -> None:
     "GET /rooms/{room} lists who is in the room, to users with a token only"
     with _connect(ctx, "ada") as ada, _connect(ctx, "bob") as bob:
@@ -345,8 +356,9 @@ def lists_the_members(ctx: Context) -> None:
                                          "expected 401")
 
 
-@chat.check(points=1, hint="On {'type': 'leave'}, take the connection out of the room and answer "
-                           "{'type': 'left', 'room': room}.")
+@chat.check(points=1, hint=["On {'type': 'leave'}, take the connection out of the room and answer "
+                           "{'type': 'left', 'room': room}.",
+                            "leave() discards the WebSocket from rooms[room] (delete the set once empty), and the handler replies {'type': 'left', 'room': room}; a later join adds it to the set again."])
 def leave_stops_delivery(ctx: Context) -> None:
     "after leaving, a user gets no more of the room's messages and is no longer listed"
     with _connect(ctx, "ada") as ada, _connect(ctx, "bob") as bob:
@@ -364,7 +376,8 @@ def leave_stops_delivery(ctx: Context) -> None:
                                                                   "sent while he was away came first)")
 
 
-@chat.check(points=1, hint="Clean up in a `finally` around the receive loop: it runs however the connection ends.")
+@chat.check(points=1, hint=["Clean up in a `finally` around the receive loop: it runs however the connection ends.",
+                            "Wrap the receive loop in try/finally and call rooms.forget(ws) in the finally, taking ws out of every room and out of self.users; end the loop on a 'websocket.disconnect' frame."])
 def cleans_up_after_a_close(ctx: Context) -> None:
     "a user who closes the connection leaves every room"
     with _connect(ctx, "ada") as ada:
@@ -389,8 +402,9 @@ BAD_MESSAGES = [
 ]
 
 
-@chat.check(points=2, hint="Validate each frame (ClientMessage.validate_json) and answer a ValidationError with "
-                           "{'type': 'error', 'detail': ...}; keep the connection open.")
+@chat.check(points=2, hint=["Validate each frame (ClientMessage.validate_json) and answer a ValidationError with "
+                           "{'type': 'error', 'detail': ...}; keep the connection open.",
+                            "Read with ws.receive(), not receive_json; pass the frame's text (b'' for binary) to ClientMessage.validate_json, answer ValidationError with an error frame, and refuse a Say to a room ws has not joined."])
 def answers_bad_messages_with_an_error_frame(ctx: Context) -> None:
     "a malformed or not-allowed message gets an error frame, and the connection stays usable"
     with _connect(ctx, "ada") as ada:
@@ -403,8 +417,9 @@ def answers_bad_messages_with_an_error_frame(ctx: Context) -> None:
         _expect_message(ada, "ada", "workshop", "ada", "still working", "(after the bad messages)")
 
 
-@chat.check(points=1, hint="Check len(text) > MAX_MESSAGE before parsing, and close with code 1009 (or answer "
-                           "an error frame).")
+@chat.check(points=1, hint=["Check len(text) > MAX_MESSAGE before parsing, and close with code 1009 (or answer "
+                           "an error frame).",
+                            "Compare len(text) with MAX_MESSAGE before validate_json: the model ignores the extra padding field, so the frame validates. Then await ws.close(code=1009) (status.WS_1009_MESSAGE_TOO_BIG)."])
 def refuses_oversized_messages(ctx: Context) -> None:
     "a message over MAX_MESSAGE (4096) characters is refused: a close with code 1009, or an error frame"
     with _connect(ctx, "ada") as ada:
@@ -421,8 +436,9 @@ def refuses_oversized_messages(ctx: Context) -> None:
                                       "expected a close with code 1009 or an error frame")
 
 
-@chat.check(points=1, hint="Track connections, not users: one user may have two tabs open, each its own "
-                           "WebSocket in the room.")
+@chat.check(points=1, hint=["Track connections, not users: one user may have two tabs open, each its own "
+                           "WebSocket in the room.",
+                            "Key the room sets and self.users by WebSocket, not by user name, so two tabs are two members; members() dedupes names with a set, and forget(ws) removes only that one connection."])
 def one_user_two_connections(ctx: Context) -> None:
     "a user with two connections gets messages on both, and closing one keeps the other"
     with _connect(ctx, "bob") as bob, _connect(ctx, "ada") as tab1:

@@ -207,8 +207,9 @@ def _tokens(stream: EventStream, count: int, why: str) -> str:
     return text
 
 
-@relay.check(points=2, hint="Yield f\"data: {json.dumps({'content': token})}\\n\\n\" for each token with content, "
-                            "then \"data: [DONE]\\n\\n\".")
+@relay.check(points=2, hint=["Yield f\"data: {json.dumps({'content': token})}\\n\\n\" for each token with content, "
+                            "then \"data: [DONE]\\n\\n\".",
+                             "Call upstream.chat.completions.create with model=MODEL, the messages as dicts (model_dump) and stream=True; for each chunk yield choices[0].delta.content when it is not empty, then [DONE]."])
 def streams_every_token_then_done(ctx: Context) -> None:
     "each token of the answer is an event {'content': ...}, in order, then data: [DONE]"
     tokens = ["Hel", "lo", ",", " wor", "ld", "!"]
@@ -224,7 +225,8 @@ def streams_every_token_then_done(ctx: Context) -> None:
                f"after [DONE]: {stream.broken}")
 
 
-@relay.check(points=1, hint="Pass headers=SSE_HEADERS to the StreamingResponse.")
+@relay.check(points=1, hint=["Pass headers=SSE_HEADERS to the StreamingResponse.",
+                             "StreamingResponse takes headers= besides media_type='text/event-stream': pass the setup's SSE_HEADERS dict, which carries Cache-Control: no-cache and X-Accel-Buffering: no."])
 def sends_streaming_headers(ctx: Context) -> None:
     "the answer says text/event-stream, no caching and no proxy buffering"
     ctx.openai.script(["ok"])
@@ -236,7 +238,8 @@ def sends_streaming_headers(ctx: Context) -> None:
            "the answer needs X-Accel-Buffering: no, or nginx holds the tokens back until its buffer fills")
 
 
-@relay.check(points=1, hint="Yield each token as it comes from the model: don't collect the answer first.")
+@relay.check(points=1, hint=["Yield each token as it comes from the model: don't collect the answer first.",
+                             "Yield inside the async for loop over the model's stream, one event per chunk; collecting a list or string and yielding after the loop, or calling create without stream=True, sends it all at the end."])
 def streams_as_the_tokens_come(ctx: Context) -> None:
     "tokens reach the client while the model is still answering"
     delay, count = seconds(10), 6
@@ -269,22 +272,25 @@ def _fails_cleanly(ctx: Context, failure: str, what: str) -> None:
                else "the stream did not end after the error event")
 
 
-@relay.check(points=2, hint="Catch openai.APIError around the upstream stream, yield an `event: error` with a "
-                            "fixed message, and end the stream.")
+@relay.check(points=2, hint=["Catch openai.APIError around the upstream stream, yield an `event: error` with a "
+                            "fixed message, and end the stream.",
+                             "Wrap the create call and the async for loop in try/except APIError; in the except, log it, yield 'event: error' with data {\"error\": \"upstream_error\"}, then return so no [DONE] follows."])
 def model_error_becomes_an_error_event(ctx: Context) -> None:
     "an error from the model mid-stream becomes an error event, and the stream ends cleanly"
     _fails_cleanly(ctx, "error", "reports an error")
 
 
-@relay.check(points=1, hint="A dropped upstream connection raises openai.APIConnectionError, a subclass of "
-                            "APIError: the same except clause covers it.")
+@relay.check(points=1, hint=["A dropped upstream connection raises openai.APIConnectionError, a subclass of "
+                            "APIError: the same except clause covers it.",
+                             "Catch APIError itself, not APIStatusError or another subclass: a cut connection arrives as APIConnectionError, and the try must enclose the async for loop, not only the create call."])
 def dropped_model_becomes_an_error_event(ctx: Context) -> None:
     "a model connection that drops mid-stream becomes an error event, and the stream ends cleanly"
     _fails_cleanly(ctx, "disconnect", "drops the connection")
 
 
-@relay.check(points=2, hint="Consume the model's stream inside the generator (no task of its own), within "
-                            "`async with stream`: a disconnect cancels the generator, and the upstream with it.")
+@relay.check(points=2, hint=["Consume the model's stream inside the generator (no task of its own), within "
+                            "`async with stream`: a disconnect cancels the generator, and the upstream with it.",
+                             "Iterate the upstream stream right in the generator, inside async with stream (it closes the response when the generator is cancelled); no asyncio.create_task or queue that keeps reading after a hang-up."])
 def disconnect_cancels_the_model(ctx: Context) -> None:
     "when the client hangs up, the request to the model is cancelled at once"
     ctx.openai.script([f"w{n} " for n in range(80)], delay=seconds(5))  # 4 s in all: longer than WAIT
@@ -306,7 +312,8 @@ BAD_REQUESTS = [
 ]
 
 
-@relay.check(points=1, hint="Declare the body as ChatRequest: FastAPI answers 422 before your code runs.")
+@relay.check(points=1, hint=["Declare the body as ChatRequest: FastAPI answers 422 before your code runs.",
+                             "Annotate the endpoint's parameter as ChatRequest (not dict, Any or Request): its Message model rejects an empty list, a missing content, an unknown role and content over 4000 characters with 422."])
 def refuses_bad_requests(ctx: Context) -> None:
     "a malformed chat request is answered 422, and the model is never called"
     ctx.openai.script(["fine"])
@@ -389,8 +396,9 @@ def _nothing_more(ctx: Context, stream: EventStream, user: str, what: str) -> No
     _expect_texts(stream, [marker], [marker_id], f"{what}, then a new notification")
 
 
-@notifications.check(points=1, hint="current_user gives the 401 for the stream, publisher for POST; an unknown "
-                                    "user is a 404; the Notification model gives the 422.")
+@notifications.check(points=1, hint=["current_user gives the 401 for the stream, publisher for POST; an unknown "
+                                    "user is a 404; the Notification model gives the 422.",
+                                     "Keep Depends(current_user) on the stream and Depends(publisher) on POST, with the body typed Notification; in publish, feeds.get(note.user) is None for an unknown user: raise HTTPException(404)."])
 def requires_credentials(ctx: Context) -> None:
     "the stream needs a user's token, publishing needs the publisher key; bad input is a 4xx"
     for headers, what in (({}, "no token"), ({"Authorization": "Bearer token-mallory"}, "an unknown token")):
@@ -408,7 +416,8 @@ def requires_credentials(ctx: Context) -> None:
                                                f"expected {status}")
 
 
-@notifications.check(points=1, hint="Start the stream with ServerSentEvent(retry=RETRY_MS).")
+@notifications.check(points=1, hint=["Start the stream with ServerSentEvent(retry=RETRY_MS).",
+                                     "Make ServerSentEvent(retry=RETRY_MS), without data, the very first thing your events() generator yields, before any replay or wait, and return the generator in an EventSourceResponse."])
 def tells_the_browser_when_to_reconnect(ctx: Context) -> None:
     "the stream starts with retry: RETRY_MS, before any notification"
     with _listen(ctx, "bob") as stream:
@@ -419,8 +428,9 @@ def tells_the_browser_when_to_reconnect(ctx: Context) -> None:
            f"the stream said retry: {stream.retry}, expected {RETRY_MS}")
 
 
-@notifications.check(points=2, hint="For each notification, yield ServerSentEvent(data, event='notification', "
-                                    "id=str(its id)); wait on the feed's Condition for the next.")
+@notifications.check(points=2, hint=["For each notification, yield ServerSentEvent(data, event='notification', "
+                                    "id=str(its id)); wait on the feed's Condition for the next.",
+                                     "publish: increment feed.last_id, append (id, text) to feed.kept, notify_all() inside async with feed.changed. Stream: yield kept ids above the last sent, then await changed.wait_for(a newer last_id)."])
 def delivers_notifications_with_ids(ctx: Context) -> None:
     "a connected user gets each new notification as it is published, with the id POST answered"
     with _listen(ctx, "ada") as stream:
@@ -432,7 +442,8 @@ def delivers_notifications_with_ids(ctx: Context) -> None:
         _expect_texts(stream, texts, ids, "three notifications published for ada")
 
 
-@notifications.check(points=2, hint="One feed per user: the stream reads only its own user's feed.")
+@notifications.check(points=2, hint=["One feed per user: the stream reads only its own user's feed.",
+                                     "Use feeds[user], with user from current_user, in the stream, and feeds[note.user] in publish; one global list or Condition for everybody leaks other users' notifications."])
 def users_see_only_their_own(ctx: Context) -> None:
     "a user's stream carries only that user's notifications"
     with _listen(ctx, "ada") as ada, _listen(ctx, "bob") as bob:
@@ -443,8 +454,9 @@ def users_see_only_their_own(ctx: Context) -> None:
         _expect_texts(bob, ["for bob only"], [for_bob], "bob's stream")
 
 
-@notifications.check(points=3, hint="Read Last-Event-ID (a header) and send every kept notification with a "
-                                    "larger id, in order, before waiting for new ones.")
+@notifications.check(points=3, hint=["Read Last-Event-ID (a header) and send every kept notification with a "
+                                    "larger id, in order, before waiting for new ones.",
+                                     "Declare last_event_id: Annotated[str | None, Header()] (FastAPI reads Last-Event-ID), start from int(it), and before waiting yield each (id, text) in feed.kept with a larger id, updating the last sent."])
 def replays_what_was_missed(ctx: Context) -> None:
     "a reconnect with Last-Event-ID gets exactly the notifications missed, in order, then the new ones"
     with _listen(ctx, "cy") as stream:
@@ -460,8 +472,9 @@ def replays_what_was_missed(ctx: Context) -> None:
         _nothing_more(ctx, stream, "cy", "after the replay")
 
 
-@notifications.check(points=1, hint="When Last-Event-ID is older than the oldest notification kept, send an event "
-                                    "named 'reset' first, then every notification still kept.", timeout=20)
+@notifications.check(points=1, hint=["When Last-Event-ID is older than the oldest notification kept, send an event "
+                                    "named 'reset' first, then every notification still kept.",
+                                     "Reset when the id is below the oldest kept id minus 1 (or above feed.last_id): yield a ServerSentEvent with event='reset' and some data (without data it is never dispatched), then replay all of feed.kept."], timeout=20)
 def resets_when_the_id_is_too_old(ctx: Context) -> None:
     "a Last-Event-ID older than the replay window gets a 'reset' event, then the whole window"
     texts = [f"old {n}" for n in range(REPLAY_WINDOW + 5)]
@@ -475,7 +488,8 @@ def resets_when_the_id_is_too_old(ctx: Context) -> None:
         _nothing_more(ctx, stream, "dee", "after the window")
 
 
-@notifications.check(points=1, hint="Check Last-Event-ID before you start the stream: raise HTTPException(400).")
+@notifications.check(points=1, hint=["Check Last-Event-ID before you start the stream: raise HTTPException(400).",
+                                     "Validate before returning the EventSourceResponse: only a value that is ASCII, isdigit() and at most 18 characters passes, else raise HTTPException(400); an empty or missing header means no resume."])
 def refuses_malformed_ids(ctx: Context) -> None:
     "a Last-Event-ID that this stream could not have sent is answered 400"
     for value in ("abc", "-1", "1.5", "1e3", "9" * 40):
@@ -485,8 +499,9 @@ def refuses_malformed_ids(ctx: Context) -> None:
                    + (" (a stream)" if stream.status == 200 else "") + ", expected 400")
 
 
-@notifications.check(points=1, hint="EventSourceResponse(..., ping=KEEPALIVE) sends a comment line while the "
-                                    "stream is idle.")
+@notifications.check(points=1, hint=["EventSourceResponse(..., ping=KEEPALIVE) sends a comment line while the "
+                                    "stream is idle.",
+                                     "Return EventSourceResponse(events(), ping=KEEPALIVE), not a StreamingResponse (it sends no pings), and keep the generator waiting on the Condition rather than ending."])
 def keeps_an_idle_stream_alive(ctx: Context) -> None:
     "an idle stream gets a comment line at least every KEEPALIVE seconds"
     with _listen(ctx, "bob") as stream:

@@ -86,8 +86,9 @@ def _download(ctx: Context, file_id: str, **kwargs) -> httpx.Response:
     return ctx.client.get(f"/files/{file_id}", **kwargs)
 
 
-@safe_upload.check(points=1, hint="Stream the file into app.state.upload_dir under a name of your own, and "
-                                  "answer 201 {'id', 'size', 'sha256', 'content_type'}.")
+@safe_upload.check(points=1, hint=["Stream the file into app.state.upload_dir under a name of your own, and "
+                                  "answer 201 {'id', 'size', 'sha256', 'content_type'}.",
+                                   "Loop over await file.read(READ_SIZE), feeding each chunk to hashlib.sha256() and writing it to upload_dir / uuid4().hex; answer size as the byte count, sha256 as hexdigest(), content_type as sniff()'s result."])
 def stores_an_upload(ctx: Context) -> None:
     "POST /files with a 3000-byte PNG answers 201 with its id, size, SHA-256 and type, and stores it"
     data = payload(3000)
@@ -104,8 +105,9 @@ def stores_an_upload(ctx: Context) -> None:
     expect(all(_inside(p) for p in new), "the upload wrote a file outside the upload folder")
 
 
-@safe_upload.check(points=1, hint="Return FileResponse(path, media_type=..., headers={'X-Content-Type-Options': "
-                                  "'nosniff'}) with the type you sniffed at upload.")
+@safe_upload.check(points=1, hint=["Return FileResponse(path, media_type=..., headers={'X-Content-Type-Options': "
+                                  "'nosniff'}) with the type you sniffed at upload.",
+                                   "Record the sniffed type in app.state.files[id] at upload time and pass it as FileResponse's media_type (the file on disk has no extension to guess from); X-Content-Type-Options must be set explicitly."])
 def downloads_what_was_stored(ctx: Context) -> None:
     "GET /files/{id} answers the same bytes as image/png, with X-Content-Type-Options: nosniff"
     data = payload(5000, seed=1)
@@ -120,8 +122,9 @@ def downloads_what_was_stored(ctx: Context) -> None:
            "the download should carry X-Content-Type-Options: nosniff, so that browsers never run it as HTML")
 
 
-@safe_upload.check(points=2, hint="Never build a path from file.filename: name the file yourself "
-                                  "(uuid4().hex) and keep the client's name aside, for the download.")
+@safe_upload.check(points=2, hint=["Never build a path from file.filename: name the file yourself "
+                                  "(uuid4().hex) and keep the client's name aside, for the download.",
+                                   "Write to upload_dir / file_id with file_id = uuid4().hex; keep only Path(file.filename).name in app.state.files for the download. Any path joined with '../escaped.png' lands outside the folder."])
 def client_name_is_not_a_path(ctx: Context) -> None:
     "a file named ../escaped.png is stored inside the upload folder, and downloads intact"
     data = payload(2000, seed=2)
@@ -138,8 +141,9 @@ def client_name_is_not_a_path(ctx: Context) -> None:
            f"downloading the file named ../escaped.png answered {response.status_code}, not its bytes")
 
 
-@safe_upload.check(points=1, hint="Two clients may pick the same name: the id (and the file on disk) must be "
-                                  "the server's, unique per upload.")
+@safe_upload.check(points=1, hint=["Two clients may pick the same name: the id (and the file on disk) must be "
+                                  "the server's, unique per upload.",
+                                   "Make a fresh uuid4().hex for every POST and use it both as the returned id and as the file name on disk; opening the file with mode 'xb' makes an accidental overwrite fail instead of replacing silently."])
 def same_name_does_not_overwrite(ctx: Context) -> None:
     "two different files both named report.png are both kept, each with its own bytes"
     first, second = payload(1500, seed=3), payload(1700, seed=4)
@@ -153,8 +157,9 @@ def same_name_does_not_overwrite(ctx: Context) -> None:
     expect(got.status_code == 200 and got.content == second, "the second report.png does not download its bytes")
 
 
-@safe_upload.check(points=1, hint="Count the bytes as you copy them: more than MAX_UPLOAD_BYTES is 413. The "
-                                  "route's max_body_size needs room for the multipart envelope (ENVELOPE_BYTES).")
+@safe_upload.check(points=1, hint=["Count the bytes as you copy them: more than MAX_UPLOAD_BYTES is 413. The "
+                                  "route's max_body_size needs room for the multipart envelope (ENVELOPE_BYTES).",
+                                   "Raise HTTPException(413) only when the running byte total is > MAX_UPLOAD_BYTES (not >=), and keep max_body_size=MAX_UPLOAD_BYTES + ENVELOPE_BYTES so exactly 1 MiB plus its multipart headers still gets in."])
 def limit_is_exact(ctx: Context) -> None:
     "a file of exactly MAX_UPLOAD_BYTES is stored; one byte more answers 413"
     response = _upload(ctx, payload(MAX_UPLOAD_BYTES, seed=5))
@@ -165,8 +170,9 @@ def limit_is_exact(ctx: Context) -> None:
                                         "expected 413")
 
 
-@safe_upload.check(points=1, hint="Delete the file you were writing when the upload fails for any reason "
-                                  "(try/except around the copy, then unlink and re-raise).")
+@safe_upload.check(points=1, hint=["Delete the file you were writing when the upload fails for any reason "
+                                  "(try/except around the copy, then unlink and re-raise).",
+                                   "A file just over the limit passes max_body_size (ENVELOPE_BYTES of slack) and reaches your loop: when your 413 is raised mid-copy, close and unlink(missing_ok=True) the target in an except block, then re-raise."])
 def oversize_leaves_nothing_behind(ctx: Context) -> None:
     "after a 413 (with or without Content-Length) no file, not even a partial one, is left behind"
     before = _stored(ctx)
@@ -221,8 +227,9 @@ def _status_while_sending(ctx: Context, chunked: bool, send_bytes: int, wait: fl
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
 
 
-@safe_upload.check(points=2, timeout=15, hint="Limit the request body as it arrives: the route's "
-                                              "max_body_size (FastAPI 0.165) answers 413 before the rest is read.")
+@safe_upload.check(points=2, timeout=15, hint=["Limit the request body as it arrives: the route's "
+                                              "max_body_size (FastAPI 0.165) answers 413 before the rest is read.",
+                                               "Keep max_body_size=MAX_UPLOAD_BYTES + ENVELOPE_BYTES in the @files_app.post decorator: a size check in the handler comes too late, as FastAPI parses the whole form first. A 2000-byte PNG must still get 201."])
 def stops_reading_past_the_limit(ctx: Context) -> None:
     "a 50 MiB upload gets its 413 while it is still being sent, with and without Content-Length"
     response = _upload(ctx, payload(2000, seed=8))
@@ -235,8 +242,9 @@ def stops_reading_past_the_limit(ctx: Context) -> None:
                               "the app reads the whole upload before it looks at its size")
 
 
-@safe_upload.check(points=2, hint="Sniff the first chunk with sniff(): its bytes, not file.content_type "
-                                  "(which the client chose), decide the type; answer 415 for anything else.")
+@safe_upload.check(points=2, hint=["Sniff the first chunk with sniff(): its bytes, not file.content_type "
+                                  "(which the client chose), decide the type; answer 415 for anything else.",
+                                   "Call sniff() on the first chunk read; if it returns None raise HTTPException(415) and delete the partial file, else store and return that type. Never read file.content_type at all."])
 def trusts_the_bytes_not_the_header(ctx: Context) -> None:
     "HTML sent as image/png answers 415 and stores nothing; a PDF sent as application/octet-stream is a PDF"
     before = _stored(ctx)
@@ -255,7 +263,8 @@ def trusts_the_bytes_not_the_header(ctx: Context) -> None:
     expect(media_type == "application/pdf", f"the PDF downloads as {media_type[:40]!r}, expected 'application/pdf'")
 
 
-@safe_upload.check(points=1, hint="FileResponse answers Range requests by itself; StreamingResponse does not.")
+@safe_upload.check(points=1, hint=["FileResponse answers Range requests by itself; StreamingResponse does not.",
+                                   "Return FileResponse(upload_dir / file_id, ...) instead of reading the bytes into a Response or StreamingResponse: it answers Range: bytes=1000- with 206 and Content-Range by itself."])
 def resumes_with_range(ctx: Context) -> None:
     "GET /files/{id} with Range: bytes=1000- answers 206 with the rest of the file"
     data = payload(6000, seed=11)
@@ -290,8 +299,9 @@ def _disposition_name(value: str) -> str | None:
     return params.get("filename")
 
 
-@safe_upload.check(points=1, hint="Let FileResponse(filename=...) write Content-Disposition: it encodes any "
-                                  "name as filename*=utf-8''..., which an f-string does not.")
+@safe_upload.check(points=1, hint=["Let FileResponse(filename=...) write Content-Disposition: it encodes any "
+                                  "name as filename*=utf-8''..., which an f-string does not.",
+                                   "Pass filename=<the client's original name, kept in app.state.files> to FileResponse (its Content-Disposition defaults to attachment) and do not set Content-Disposition yourself."])
 def safe_download_name(ctx: Context) -> None:
     "Content-Disposition is plain ASCII and gives back names such as résumé.png and 報告.png"
     for name in ("résumé.png", "報告 2026.png"):
@@ -309,8 +319,9 @@ def safe_download_name(ctx: Context) -> None:
                             f"{'nothing' if got is None else repr(got[:40])}")
 
 
-@safe_upload.check(points=1, hint="Look the id up among the files you stored; anything else is 404 (never a "
-                                  "path built from the id).")
+@safe_upload.check(points=1, hint=["Look the id up among the files you stored; anything else is 404 (never a "
+                                  "path built from the id).",
+                                   "Raise HTTPException(404) when app.state.files.get(file_id) is None, before opening anything; only ids your upload put in that dict may reach upload_dir / file_id."])
 def unknown_ids_are_404(ctx: Context) -> None:
     "GET /files/{id} answers 404 for an unknown id, for .. and for a NUL byte"
     _created(ctx, _upload(ctx, payload(1000, seed=13)), "POST /files")
@@ -381,8 +392,9 @@ def _complete(ctx: Context, upload_id: str) -> httpx.Response:
     return _app(ctx).post(f"/uploads/{upload_id}/complete")
 
 
-@direct_upload.check(points=2, hint="Answer {'id', 'url', 'fields'} from s3.generate_presigned_post(bucket, key, "
+@direct_upload.check(points=2, hint=["Answer {'id', 'url', 'fields'} from s3.generate_presigned_post(bucket, key, "
                                     "Fields=..., Conditions=..., ExpiresIn=URL_SECONDS).",
+                                     "Build a key, call state.s3.generate_presigned_post(state.bucket, key, ...) and answer 201 {'id': your upload id, 'url': post['url'], 'fields': post['fields']}; the fields already hold the key the form uploads to."],
                      timeout=CHECK_SECONDS)
 def hands_out_a_presigned_post(ctx: Context) -> None:
     "POST /uploads answers 201 with a presigned POST, and a browser's form upload to it stores the file"
@@ -423,8 +435,9 @@ def _requires_type(policy: dict, content_type: str) -> bool:
     return False
 
 
-@direct_upload.check(points=2, hint="Add the condition ['content-length-range', size, size] (and the Content-Type) "
+@direct_upload.check(points=2, hint=["Add the condition ['content-length-range', size, size] (and the Content-Type) "
                                     "to the POST policy: the text's presigned PUT leaves the size open.",
+                                     "The policy (base64 JSON in fields['policy']) must hold ['content-length-range', size, size] and {'Content-Type': declared type}, both passed via Conditions=, plus ExpiresIn=URL_SECONDS (600 s)."],
                      timeout=CHECK_SECONDS)
 def policy_bounds_the_size(ctx: Context) -> None:
     "the POST policy caps the size at the declared size, fixes the type and expires within an hour"
@@ -443,8 +456,9 @@ def policy_bounds_the_size(ctx: Context) -> None:
     expect(0 < left <= 3600 + 60, "the POST policy should expire within an hour")
 
 
-@direct_upload.check(points=1, hint="Make the key yourself (f'uploads/{uuid4().hex}'); keep the client's file "
+@direct_upload.check(points=1, hint=["Make the key yourself (f'uploads/{uuid4().hex}'); keep the client's file "
                                     "name in your records, not in the key.",
+                                     "Make upload_id = uuid4().hex per request and a key such as 'uploads/' + upload_id; store new.filename only in state.uploads[upload_id], never in the key."],
                      timeout=CHECK_SECONDS)
 def key_is_chosen_by_the_server(ctx: Context) -> None:
     "the object key holds nothing of the client's file name, and two uploads of one name get two keys"
@@ -455,8 +469,9 @@ def key_is_chosen_by_the_server(ctx: Context) -> None:
     expect(key_1 != key_2, "two uploads of the same file name got the same key: the second would replace the first")
 
 
-@direct_upload.check(points=1, hint="413 above MAX_DIRECT_BYTES, 422 for size 0 (and for a bad body), 415 for a "
+@direct_upload.check(points=1, hint=["413 above MAX_DIRECT_BYTES, 422 for size 0 (and for a bad body), 415 for a "
                                     "type that is not one of SIGNATURES' types.",
+                                     "Before presigning: size > MAX_DIRECT_BYTES -> HTTPException(413), size == 0 -> 422, content_type not in SIGNATURES.values() -> 415; NewUpload's max_length=255 already gives 422 for the long name."],
                      timeout=CHECK_SECONDS)
 def refuses_bad_declarations(ctx: Context) -> None:
     "POST /uploads answers 413 over MAX_DIRECT_BYTES, 422 for 0 bytes or a 300-character name, 415 for text/html"
@@ -470,8 +485,9 @@ def refuses_bad_declarations(ctx: Context) -> None:
                                                f"expected {status}")
 
 
-@direct_upload.check(points=1, hint="head_object tells whether the object is there: a ClientError with code "
+@direct_upload.check(points=1, hint=["head_object tells whether the object is there: a ClientError with code "
                                     "404 means not yet (409); then answer 200 {'status': 'complete', ...}.",
+                                     "Wrap state.s3.head_object(Bucket=..., Key=record['key']) in try/except botocore ClientError: a code of '404' (or NoSuchKey/NotFound) means HTTPException(409); else mark the record complete and answer its size."],
                      timeout=CHECK_SECONDS)
 def complete_waits_for_the_object(ctx: Context) -> None:
     "POST /uploads/{id}/complete answers 409 before the upload and 200 'complete' after it"
@@ -488,8 +504,9 @@ def complete_waits_for_the_object(ctx: Context) -> None:
            "completing should answer {'status': 'complete', 'size': 3000, ...}")
 
 
-@direct_upload.check(points=2, hint="Storage did not enforce the policy (moto never does): compare head_object's "
+@direct_upload.check(points=2, hint=["Storage did not enforce the policy (moto never does): compare head_object's "
                                     "ContentLength with the declared size, delete the object on a mismatch, 422.",
+                                     "Compare head_object(...)['ContentLength'] with record['size'] before marking the upload complete; on a mismatch call the given reject(state, record, 422, ...), which deletes the object and raises."],
                      timeout=CHECK_SECONDS)
 def complete_rejects_a_different_size(ctx: Context) -> None:
     "a 5000-byte file uploaded for a declared 3000 bytes: complete answers 422 and the object is deleted"
@@ -502,8 +519,9 @@ def complete_rejects_a_different_size(ctx: Context) -> None:
                                                            "delete it")
 
 
-@direct_upload.check(points=1, hint="Read the object's first bytes (get_object with Range='bytes=0-15'), sniff() "
+@direct_upload.check(points=1, hint=["Read the object's first bytes (get_object with Range='bytes=0-15'), sniff() "
                                     "them, and reject a type other than the declared one (415), deleting it.",
+                                     "After the size check, read get_object(..., Range='bytes=0-15')['Body'].read() and compare sniff() of those bytes with record['content_type']; on a mismatch (None for HTML) call reject(state, record, 415, ...)."],
                      timeout=CHECK_SECONDS)
 def complete_sniffs_the_bytes(ctx: Context) -> None:
     "an HTML page uploaded as image/png: complete answers 415 and the object is deleted"
@@ -516,7 +534,8 @@ def complete_sniffs_the_bytes(ctx: Context) -> None:
                                                            "delete it")
 
 
-@direct_upload.check(points=1, hint="Once complete, add 'download_url': s3.generate_presigned_url('get_object', ...).",
+@direct_upload.check(points=1, hint=["Once complete, add 'download_url': s3.generate_presigned_url('get_object', ...).",
+                                     "complete must save status 'complete' in state.uploads[id]; then GET adds download_url from state.s3.generate_presigned_url('get_object', Params={'Bucket': ..., 'Key': record['key']}, ExpiresIn=URL_SECONDS)."],
                      timeout=CHECK_SECONDS)
 def download_url_once_complete(ctx: Context) -> None:
     "GET /uploads/{id} of a completed upload answers 'complete' and a download_url that gives the file"
@@ -536,7 +555,8 @@ def download_url_once_complete(ctx: Context) -> None:
                                                            "not the uploaded file")
 
 
-@direct_upload.check(points=1, hint="Look the id up in your records: unknown ids are 404.",
+@direct_upload.check(points=1, hint=["Look the id up in your records: unknown ids are 404.",
+                                     "Keep every started upload in state.uploads under the id you returned; in both GET /uploads/{id} and POST .../complete raise HTTPException(404) when state.uploads.get(upload_id) is None, before calling S3."],
                      timeout=CHECK_SECONDS)
 def unknown_uploads_are_404(ctx: Context) -> None:
     "GET /uploads/{id} and POST /uploads/{id}/complete answer 404 for an unknown id"

@@ -111,13 +111,15 @@ def sleep_until(moment: float) -> None:
 limiter = Suite("05-limiter")
 
 
-@limiter.check(points=1, hint="Count each user's requests in Redis and answer 429 once the limit is reached.")
+@limiter.check(points=1, hint=["Count each user's requests in Redis and answer 429 once the limit is reached.",
+                               "In RateLimit.__call__, count the user's requests still in the window in request.app.state.redis; raise HTTPException(429) when the count already equals self.limit, else record this request and return None."])
 def admits_the_limit_then_refuses(ctx: Context) -> None:
     "GET /reports: a user's first 3 requests answer 200, the 4th 429"
     use_up_reports(ctx, "count-ada")
 
 
-@limiter.check(points=1, hint="Put the user in the key: each user has a budget of their own.")
+@limiter.check(points=1, hint=["Put the user in the key: each user has a budget of their own.",
+                               "Build the Redis key from the user argument that current_user gives (alongside a prefix, lab.run_id() and the route path); a key without the user makes every user share one budget."])
 def limits_each_user_separately(ctx: Context) -> None:
     "once one user has used up GET /reports, another user is still admitted"
     use_up_reports(ctx, "users-ada")
@@ -126,8 +128,9 @@ def limits_each_user_separately(ctx: Context) -> None:
                               f"{other}: users share a budget")
 
 
-@limiter.check(points=1, hint="Put the endpoint (request.scope['route'].path) in the key as well, and use "
-                              "each endpoint's own limit and window.")
+@limiter.check(points=1, hint=["Put the endpoint (request.scope['route'].path) in the key as well, and use "
+                              "each endpoint's own limit and window.",
+                               "Add request.scope['route'].path ('/reports' or '/search') to the key and use self.limit and self.window, not the REPORTS_ constants; otherwise /search inherits the used-up /reports count."])
 def limits_each_endpoint_separately(ctx: Context) -> None:
     "a user who used up GET /reports is still admitted to GET /search, up to its own limit of 5"
     use_up_reports(ctx, "endpoints-ada")
@@ -137,8 +140,9 @@ def limits_each_endpoint_separately(ctx: Context) -> None:
            f"expected {[ADMITTED] * SEARCH_LIMIT}")
 
 
-@limiter.check(points=2, timeout=15, hint="Retry-After is the time until the oldest request in the window leaves "
-                                          "it: oldest + window - now, in whole seconds rounded up.")
+@limiter.check(points=2, timeout=15, hint=["Retry-After is the time until the oldest request in the window leaves "
+                                          "it: oldest + window - now, in whole seconds rounded up.",
+                                           "Log each request in a sorted set scored by its time (ZADD); on refusal read the oldest score (ZRANGE key 0 0 WITHSCORES) and send Retry-After = ceil(oldest + window - now) seconds, at least 1, as a string."])
 def retry_after_is_the_time_left(ctx: Context) -> None:
     "a 429's Retry-After is the whole seconds until a request is admitted again, not the full window"
     user = "retry-ada"
@@ -163,8 +167,9 @@ def retry_after_is_the_time_left(ctx: Context) -> None:
                                         f"{latest} s (rounded up)")
 
 
-@limiter.check(points=1, hint="Set X-RateLimit-Limit and X-RateLimit-Remaining on the `response` parameter "
-                              "when you admit a request.")
+@limiter.check(points=1, hint=["Set X-RateLimit-Limit and X-RateLimit-Remaining on the `response` parameter "
+                              "when you admit a request.",
+                               "After admitting, remaining = limit minus the count including this request (2, 1, 0 for 3); write both as strings into response.headers of the Response the dependency receives, not a new Response."])
 def headers_count_down(ctx: Context) -> None:
     "admitted answers carry X-RateLimit-Limit: 3 and X-RateLimit-Remaining: 2, then 1, then 0"
     seen = []
@@ -180,17 +185,19 @@ def headers_count_down(ctx: Context) -> None:
                                          "expected ['2', '1', '0']")
 
 
-@limiter.check(points=2, timeout=20, hint="Decide in one atomic step: a Lua script that counts and adds, so "
-                                          "concurrent requests cannot all count before any of them adds.")
+@limiter.check(points=2, timeout=20, hint=["Decide in one atomic step: a Lua script that counts and adds, so "
+                                          "concurrent requests cannot all count before any of them adds.",
+                                           "Separate ZCARD and ZADD calls race even in a plain pipeline: put ZREMRANGEBYSCORE, ZCARD and the conditional ZADD in one Lua script (redis.register_script) and await it with keys= and args=."])
 def exact_under_concurrency(ctx: Context) -> None:
     "20 GET /reports from one user arriving at the same moment: exactly 3 answer 200, the others 429"
     seen = simultaneous(ctx, [ctx.url], "/reports", "concurrent-ada", 20)
     expect_exactly_the_limit(seen, "of 20 GET /reports from one user arriving at the same moment")
 
 
-@limiter.check(points=2, timeout=30, hint="Keep the counts in Redis (request.app.state.redis), not in the process, "
+@limiter.check(points=2, timeout=30, hint=["Keep the counts in Redis (request.app.state.redis), not in the process, "
                                           "and build keys from what every instance sees (user, route path), not from "
-                                          "the object.")
+                                          "the object.",
+                                           "Each instance is its own process, so a dict on self or the module is not shared; keep the log in request.app.state.redis under a key every instance computes alike (run id, user, route path), not id(self)."])
 def shared_across_instances(ctx: Context) -> None:
     "two instances of the app share each user's budget: 3 admitted in all, not 3 each"
     urls = [ctx.url, *ctx.app.more_instances(1)]

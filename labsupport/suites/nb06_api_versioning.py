@@ -56,8 +56,9 @@ def _v2_list(ctx: Context) -> list:
 url_versions = Suite("06-url-versions")
 
 
-@url_versions.check(points=1, hint="Leave the v1 routes as they are: v1's clients read a bare list of "
-                                   "{id, customer, total}.")
+@url_versions.check(points=1, hint=["Leave the v1 routes as they are: v1's clients read a bare list of "
+                                   "{id, customer, total}.",
+                                    "If v1 answers 500, the middleware still has the template's raise NotImplementedError after call_next: delete it and end with return response. Do not change the v1 routes, OrderV1 or as_v1."])
 def v1_answers_as_before(ctx: Context) -> None:
     "GET /api/v1/orders and /api/v1/orders/1 answer v1's shape, as before"
     body = _answer(ctx.client.get("/api/v1/orders"), "GET /api/v1/orders")
@@ -71,8 +72,9 @@ def v1_answers_as_before(ctx: Context) -> None:
            "GET /api/v1/orders/1 should answer v1's {id, customer, total} of order 1")
 
 
-@url_versions.check(points=2, hint="Return OrdersV2(data=[as_v2(order) ...], meta=Meta(total=...)) for the "
-                                   "list and as_v2(order) for one order.")
+@url_versions.check(points=2, hint=["Return OrdersV2(data=[as_v2(order) ...], meta=Meta(total=...)) for the "
+                                   "list and as_v2(order) for one order.",
+                                    "Build both answers from as_v2 (amount value is a string such as '12.50'); the list's meta.total must equal len(data), and GET /api/v2/orders/{id} raises HTTPException(404) when orders.get(order_id) is None."])
 def v2_answers_the_new_shape(ctx: Context) -> None:
     "GET /api/v2/orders answers {data, meta}, and /api/v2/orders/2 one order with its amount"
     data = _v2_list(ctx)
@@ -86,8 +88,9 @@ def v2_answers_the_new_shape(ctx: Context) -> None:
            "GET /api/v2/orders/2 should answer order 2 in v2's shape {id, customer, amount}")
 
 
-@url_versions.check(points=1, hint="Both versions call the same OrderService (`orders`): v2 creates with "
-                                   "orders.create(new.customer, new.amount.cents()).")
+@url_versions.check(points=1, hint=["Both versions call the same OrderService (`orders`): v2 creates with "
+                                   "orders.create(new.customer, new.amount.cents()).",
+                                    "POST /api/v2/orders must call the shared orders.create(...) (not a new OrderService or a list of your own) with the cents from new.amount.cents(), and answer as_v2 of the order it returns, id included."])
 def one_service_layer(ctx: Context) -> None:
     "an order created through v2 is seen through v1, and one created through v1 through v2"
     created = _answer(ctx.client.post("/api/v2/orders", json={
@@ -128,9 +131,10 @@ def _successor_path(response: httpx.Response) -> str | None:
     return urlsplit(link["url"]).path if link and link.get("url") else None
 
 
-@url_versions.check(points=2, hint="In the middleware, for paths under /api/v1/: Deprecation = "
+@url_versions.check(points=2, hint=["In the middleware, for paths under /api/v1/: Deprecation = "
                                    "f\"@{int(V1_DEPRECATED_AT.timestamp())}\", Sunset = "
-                                   "format_datetime(V1_SUNSET_AT, usegmt=True).")
+                                   "format_datetime(V1_SUNSET_AT, usegmt=True).",
+                                    "Typical slips: timestamp() is a float, so '@1793491200.0' fails (wrap it in int()); isoformat() is not an HTTP date (use format_datetime with usegmt=True); set both on the response from call_next."])
 def v1_announces_its_retirement(ctx: Context) -> None:
     "v1 answers carry Deprecation (@ Unix time) and Sunset (HTTP date) with the setup's dates"
     for path in ("/api/v1/orders", "/api/v1/orders/1"):
@@ -140,7 +144,8 @@ def v1_announces_its_retirement(ctx: Context) -> None:
         expect(problem is None, f"GET {path} answered with {problem}")
 
 
-@url_versions.check(points=1, hint="Link: </api/v2/...same path...>; rel=\"successor-version\".")
+@url_versions.check(points=1, hint=["Link: </api/v2/...same path...>; rel=\"successor-version\".",
+                                    "Set response.headers['Link'] to the request path with its /api/v1/ prefix swapped for /api/v2/, in angle brackets, then ; rel=\"successor-version\": /api/v1/orders/1 links </api/v2/orders/1>."])
 def v1_links_its_successor(ctx: Context) -> None:
     "v1 answers link the same path under /api/v2 as their successor-version"
     for path in ("/api/v1/orders", "/api/v1/orders/1"):
@@ -152,7 +157,8 @@ def v1_links_its_successor(ctx: Context) -> None:
         expect(successor == expected, f"the successor-version of {path} should be {expected}")
 
 
-@url_versions.check(points=1, hint="Add the headers only to answers under /api/v1/.")
+@url_versions.check(points=1, hint=["Add the headers only to answers under /api/v1/.",
+                                    "Guard all three headers with request.url.path.startswith('/api/v1/'); setting them unconditionally, or testing '/v1' in path loosely, also stamps v2's answers."])
 def v2_is_not_deprecated(ctx: Context) -> None:
     "v2 answers carry no Deprecation, Sunset or successor-version link"
     for path in ("/api/v2/orders", "/api/v2/orders/1"):
@@ -192,7 +198,8 @@ def _is_v2_list(body: object) -> bool:
             and isinstance(body.get("meta"), dict) and body["meta"].get("total") == len(body["data"]))
 
 
-@header_versions.check(points=1, hint="When the header is missing (None), serve DEFAULT_VERSION.")
+@header_versions.check(points=1, hint=["When the header is missing (None), serve DEFAULT_VERSION.",
+                                       "Declare x_api_version as str | None with Header() and default None, and return DEFAULT_VERSION ('1') when it is None; the route then answers v1's bare list of as_v1(order) from header_orders."])
 def no_header_gets_the_default(ctx: Context) -> None:
     "GET /orders without X-API-Version answers the default version, v1's list"
     body = _answer(_orders(ctx, None), "GET /orders without X-API-Version")
@@ -200,7 +207,8 @@ def no_header_gets_the_default(ctx: Context) -> None:
                               "{id, customer, total}: clients that name no version get DEFAULT_VERSION")
 
 
-@header_versions.check(points=1, hint="Return [as_v1(...)] for \"1\" and OrdersV2(...) for \"2\".")
+@header_versions.check(points=1, hint=["Return [as_v1(...)] for \"1\" and OrdersV2(...) for \"2\".",
+                                       "Branch on the string api_version returns: '1' gives a list of as_v1 over header_orders.list(); '2' gives OrdersV2 with data of as_v2 and meta=Meta(total=len(data))."])
 def serves_each_version(ctx: Context) -> None:
     "X-API-Version: 1 answers v1's list, X-API-Version: 2 answers {data, meta}"
     expect(_is_v1_list(_answer(_orders(ctx, "1"), "GET /orders with X-API-Version: 1")),
@@ -223,24 +231,27 @@ def _rejects(ctx: Context, version: str) -> None:
            "versions (1 and 2)")
 
 
-@header_versions.check(points=2, hint="Compare the header with SUPPORTED_VERSIONS and raise "
-                                      "HTTPException(400, ...) naming them when it is not one of them.")
+@header_versions.check(points=2, hint=["Compare the header with SUPPORTED_VERSIONS and raise "
+                                      "HTTPException(400, ...) naming them when it is not one of them.",
+                                       "In api_version, raise HTTPException(400, detail) for any value not in SUPPORTED_VERSIONS, and name them as bare numbers in the detail, e.g. ', '.join(SUPPORTED_VERSIONS); 'v1' or 'v2' do not count."])
 def unknown_versions_answer_400(ctx: Context) -> None:
     "X-API-Version: 3, 0 or 99 answers 400, naming the supported versions"
     for version in ("3", "0", "99"):
         _rejects(ctx, version)
 
 
-@header_versions.check(points=2, hint="A version is a name, not a number: int('two') raises ValueError, which "
-                                      "FastAPI answers with 500. Compare strings instead.")
+@header_versions.check(points=2, hint=["A version is a name, not a number: int('two') raises ValueError, which "
+                                      "FastAPI answers with 500. Compare strings instead.",
+                                       "Test the raw header string for membership in SUPPORTED_VERSIONS (a tuple of strings) before any conversion: int() or float() on 'two' or '2;drop' raises, and an uncaught error is a 500."])
 def malformed_versions_answer_400(ctx: Context) -> None:
     "X-API-Version: two, 1.5 or 2;drop answers 400, not 500"
     for version in ("two", "1.5", "2;drop"):
         _rejects(ctx, version)
 
 
-@header_versions.check(points=1, hint="response.headers[\"Vary\"] = \"X-API-Version\" on the Response the "
-                                      "route receives.")
+@header_versions.check(points=1, hint=["response.headers[\"Vary\"] = \"X-API-Version\" on the Response the "
+                                      "route receives.",
+                                       "Set response.headers['Vary'] = 'X-API-Version' on the response parameter list_orders already declares, and return the model; a JSONResponse you build yourself would drop that header."])
 def answers_vary_on_the_version(ctx: Context) -> None:
     "every 200 answer of GET /orders says Vary: X-API-Version"
     for version in (None, "1", "2"):
@@ -269,8 +280,9 @@ def _counts(ctx: Context) -> dict[str, float]:
     return counts
 
 
-@header_versions.check(points=1, hint="requests_by_version.labels(version=version).inc() once the version "
-                                      "is known to be supported.")
+@header_versions.check(points=1, hint=["requests_by_version.labels(version=version).inc() once the version "
+                                      "is known to be supported.",
+                                       "Call requests_by_version.labels(version=version).inc() inside list_orders, after Depends(api_version) validated it: no header counts as '1', a 400 counts nothing; never create a new Counter per request."])
 def counts_requests_per_version(ctx: Context) -> None:
     "each GET /orders answered counts once under its version in api_requests_total"
     before = _counts(ctx)

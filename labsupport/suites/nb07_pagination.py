@@ -104,8 +104,9 @@ def expect_every_product_once(items: list[dict], expected: list[dict], what: str
 cursor_pages = Suite("07-cursor-pagination")
 
 
-@cursor_pages.check(points=1, hint="Order by price, then id (select(Product).order_by(Product.price, "
-                                   "Product.id)), take `limit` rows, and answer items, next_cursor and has_more.")
+@cursor_pages.check(points=1, hint=["Order by price, then id (select(Product).order_by(Product.price, "
+                                   "Product.id)), take `limit` rows, and answer items, next_cursor and has_more.",
+                                    "Return a dict, not ORM rows: items as [{'id', 'name', 'price'}] from select(Product).order_by(Product.price, Product.id).limit(limit + 1), has_more true here, and next_cursor a non-empty string."])
 def first_page_in_order(ctx: Context) -> None:
     "the first page (limit=10) holds the 10 cheapest products in order, with has_more and a next_cursor"
     expected = restock(ctx, [(i * 37) % 30 * 100 + 100 for i in range(30)])
@@ -118,16 +119,18 @@ def first_page_in_order(ctx: Context) -> None:
     expect(body["has_more"] is True, "with 30 products and limit=10, the first page said has_more: false")
 
 
-@cursor_pages.check(points=2, hint="Continue strictly after the cursor's (price, id): price > p, or the same "
-                                   "price and id > i, as a row comparison tuple_(Product.price, Product.id) > (p, i).")
+@cursor_pages.check(points=2, hint=["Continue strictly after the cursor's (price, id): price > p, or the same "
+                                   "price and id > i, as a row comparison tuple_(Product.price, Product.id) > (p, i).",
+                                    "Build next_cursor from the LAST item on the page, both its price and its id; filtering on price > p alone skips products that share the last price, and id > i alone breaks the price order."])
 def walks_every_product_once(ctx: Context) -> None:
     "following next_cursor (limit=10) through 47 products, some at equal prices, gives each once, in order"
     expected = restock(ctx, [(i * 7) % 20 * 100 + 100 for i in range(47)])
     expect_every_product_once(walk(ctx, 10), expected, "a walk with limit=10")
 
 
-@cursor_pages.check(points=1, hint="Decode the cursor inside try/except and raise HTTPException(400) for "
-                                   "anything that does not decode to a position you issued.")
+@cursor_pages.check(points=1, hint=["Decode the cursor inside try/except and raise HTTPException(400) for "
+                                   "anything that does not decode to a position you issued.",
+                                    "'not-a-cursor' makes URLSafeSerializer.loads raise itsdangerous.BadData (BadSignature); catch it, plus the TypeError/ValueError of unpacking, and raise HTTPException(400) rather than letting a 500 out."])
 def garbage_cursor_is_400(ctx: Context) -> None:
     "GET /products?cursor=not-a-cursor answers 400"
     restock(ctx, [100, 200, 300])
@@ -135,7 +138,8 @@ def garbage_cursor_is_400(ctx: Context) -> None:
     expect(status == 400, f"GET /products?cursor=not-a-cursor answered {status}, expected 400")
 
 
-@cursor_pages.check(points=1, hint="Fetch limit + 1 rows: there is a next page exactly when the extra row came.")
+@cursor_pages.check(points=1, hint=["Fetch limit + 1 rows: there is a next page exactly when the extra row came.",
+                                    "Don't set has_more from len(rows) == limit: that is true on a last full page. Query .limit(limit + 1), has_more = len(rows) > limit, return rows[:limit], and next_cursor None when has_more is false."])
 def has_more_is_exact(ctx: Context) -> None:
     "with exactly 20 products and limit=10, the second page is the last: has_more false, next_cursor null"
     expected = restock(ctx, [100 * (i + 1) for i in range(20)])
@@ -148,7 +152,8 @@ def has_more_is_exact(ctx: Context) -> None:
                                         "ask for an empty third page")
 
 
-@cursor_pages.check(points=1, hint="Use the `limit` parameter for the page size (its default is 20).")
+@cursor_pages.check(points=1, hint=["Use the `limit` parameter for the page size (its default is 20).",
+                                    "Declare limit: int = Query(default=20, ge=1, le=100) and apply that value to the query (.limit(limit + 1)) and the slice rows[:limit], instead of a fixed page size."])
 def page_size_follows_limit(ctx: Context) -> None:
     "a page holds `limit` products: 3 with limit=3, 20 without a limit"
     restock(ctx, [100 * (i + 1) for i in range(25)])

@@ -167,8 +167,9 @@ def _refused(ctx: Context, params: dict, statuses: tuple[int, ...] = (422,)) -> 
 # -- the checks -----------------------------------------------------------------------------------
 
 
-@user_listing.check(points=1, hint="Order by -created_at by default, limit to 20, answer Page(items=..., "
-                                   "next_cursor=...) with UserOut items.")
+@user_listing.check(points=1, hint=["Order by -created_at by default, limit to 20, answer Page(items=..., "
+                                   "next_cursor=...) with UserOut items.",
+                                    "With no sort given, ListParams.sort defaults to '-created_at': order by User.created_at.desc(), then User.id, take limit + 1 rows and return Page(items=rows[:limit], next_cursor=...) so response_model drops the hash."])
 def lists_newest_first(ctx: Context) -> None:
     "GET /users answers the 20 newest users as UserOut, and a next_cursor"
     body = _page(ctx, {})
@@ -181,7 +182,8 @@ def lists_newest_first(ctx: Context) -> None:
     expect(body["next_cursor"] is not None, "GET /users should answer a next_cursor: there are more users")
 
 
-@user_listing.check(points=1, hint="Each filter given adds a condition to the WHERE clause; all must hold.")
+@user_listing.check(points=1, hint=["Each filter given adds a condition to the WHERE clause; all must hold.",
+                                    "Add query.where(User.role == params.role) only when role is not None, and the same for is_active (a bool: test is not None, not truthiness, or is_active=false is ignored)."])
 def filters_combine(ctx: Context) -> None:
     "role and is_active filter, together"
     for params, filters in (({"role": "editor", "is_active": "false"}, {"role": "editor", "is_active": False}),
@@ -191,7 +193,8 @@ def filters_combine(ctx: Context) -> None:
         _exactly(ids, _expected(ctx, **filters), _describe(params))
 
 
-@user_listing.check(points=1, hint="Match name OR email, ignoring case: icontains() on each column.")
+@user_listing.check(points=1, hint=["Match name OR email, ignoring case: icontains() on each column.",
+                                    "Use or_(User.name.icontains(search), User.email.icontains(search)): == or a plain like() misses case and partial matches, and checking only one column misses users found by the other."])
 def search_ignores_case(ctx: Context) -> None:
     "search finds the users whose name or email contains the text, in any case"
     for search in ("ADA", "hOpPeR", "R.TURING", "KNUTH1"):
@@ -200,8 +203,9 @@ def search_ignores_case(ctx: Context) -> None:
         _exactly(ids, _expected(ctx, search=search), _describe(params))
 
 
-@user_listing.check(points=2, hint="The search text is not a LIKE pattern: escape %, _ and the escape "
-                                   "character, e.g. icontains(search, autoescape=True).")
+@user_listing.check(points=2, hint=["The search text is not a LIKE pattern: escape %, _ and the escape "
+                                   "character, e.g. icontains(search, autoescape=True).",
+                                    "Pass autoescape=True to icontains on both columns; without it % and _ in the search text act as LIKE wildcards and match users that do not contain them."])
 def wildcards_are_plain_text(ctx: Context) -> None:
     "a search for 100%, %, _ or a_h finds only the users that contain exactly that"
     for search in ("100%", "%", "_", "a_h"):
@@ -210,8 +214,9 @@ def wildcards_are_plain_text(ctx: Context) -> None:
         _exactly(ids, _expected(ctx, search=search), _describe(params))
 
 
-@user_listing.check(points=1, hint="Split sort on commas; a leading - means descending; order by each field in "
-                                   "turn, then by id.")
+@user_listing.check(points=1, hint=["Split sort on commas; a leading - means descending; order by each field in "
+                                   "turn, then by id.",
+                                    "Turn '-created_at,name' into [('created_at', True), ('name', False), ('id', False)] and order_by COLUMNS[f].desc() or .asc() for each pair in that order, not just the first field."])
 def sorts_by_several_fields(ctx: Context) -> None:
     "sort=-created_at,name, sort=email and sort=name,-created_at order the users as asked"
     for sort in ("-created_at,name", "email", "name,-created_at", "-email"):
@@ -221,8 +226,9 @@ def sorts_by_several_fields(ctx: Context) -> None:
         _in_order(ctx, ids, sort, _describe(params))
 
 
-@user_listing.check(points=2, hint="Add the id as the last sort key, and put all of them in the cursor: the next "
-                                   "page is the rows after the last one on every key, not on created_at alone.")
+@user_listing.check(points=2, hint=["Add the id as the last sort key, and put all of them in the cursor: the next "
+                                   "page is the rows after the last one on every key, not on created_at alone.",
+                                    "tuple_(...) > (...) is wrong once directions mix (created_at DESC, id ASC): build or_ of and_(equal on earlier keys, < or > on this key), and encode every key's value, id included, of the page's last user."])
 def pages_list_every_user_once(ctx: Context) -> None:
     "following next_cursor lists each matching user once, in order, though many share a creation time"
     params = {"is_active": "true", "limit": 7}
@@ -231,8 +237,9 @@ def pages_list_every_user_once(ctx: Context) -> None:
     _in_order(ctx, ids, "-created_at", f"{_describe(params)}, page after page,")
 
 
-@user_listing.check(points=2, hint="Validate sort in a field_validator against SORTABLE and raise ValueError "
-                                   "naming the fields allowed; take the model as Annotated[ListParams, Query()].")
+@user_listing.check(points=2, hint=["Validate sort in a field_validator against SORTABLE and raise ValueError "
+                                   "naming the fields allowed; take the model as Annotated[ListParams, Query()].",
+                                    "In the field_validator('sort'), strip the leading - from each comma part and raise ValueError if one is not in SORTABLE; put ', '.join(SORTABLE) in the message so the 422 names created_at, name, email."])
 def unknown_sort_fields_answer_422(ctx: Context) -> None:
     "sort=password_hash, sort=nickname or sort=-created_at,secret answers 422 naming the fields allowed"
     for sort in ("password_hash", "nickname", "-created_at,secret"):
@@ -241,7 +248,8 @@ def unknown_sort_fields_answer_422(ctx: Context) -> None:
                f"the 422 for sort={sort} should name the fields that may be sorted by ({', '.join(SORT_FIELDS)})")
 
 
-@user_listing.check(points=1, hint="ListParams declares the bounds; take it as Annotated[ListParams, Query()].")
+@user_listing.check(points=1, hint=["ListParams declares the bounds; take it as Annotated[ListParams, Query()].",
+                                    "Take params: Annotated[ListParams, Query()] so FastAPI validates limit (ge=1, le=100), role's pattern, is_active as bool and search's max_length=100 itself; separate Query params without these bounds answer 200."])
 def bad_parameters_answer_422(ctx: Context) -> None:
     "limit, role, is_active and search: valid values answer 200, invalid ones 422"
     for good, bad in ((("limit", "100"), [("limit", "0"), ("limit", "101"), ("limit", "ten")]),
@@ -253,8 +261,9 @@ def bad_parameters_answer_422(ctx: Context) -> None:
             _refused(ctx, {name: value})
 
 
-@user_listing.check(points=1, hint="Put the sort in the cursor and compare it with the request's sort; refuse "
-                                   "a cursor you cannot decode with HTTPException(422).")
+@user_listing.check(points=1, hint=["Put the sort in the cursor and compare it with the request's sort; refuse "
+                                   "a cursor you cannot decode with HTTPException(422).",
+                                    "Store {'sort': sort, 'after': [...]} in the cursor; in decode_cursor compare payload['sort'] with the request's sort and turn ValueError, TypeError and KeyError (bad base64, JSON, keys) into HTTPException(422)."])
 def cursors_belong_to_their_sort(ctx: Context) -> None:
     "a cursor of sort=name used with sort=email or -created_at, or a made-up one, answers 422 (or 400)"
     cursor = _page(ctx, {"sort": "name", "limit": 5})["next_cursor"]

@@ -57,8 +57,9 @@ def _statuses(body: dict) -> list:
     return [r.get("status") for r in body["results"]]
 
 
-@bulk.check(points=1, hint="Insert every valid item and answer {'created', 'updated', 'failed', 'results'}, "
-                           "each result {'index', 'sku', 'status': 'created'}.")
+@bulk.check(points=1, hint=["Insert every valid item and answer {'created', 'updated', 'failed', 'results'}, "
+                           "each result {'index', 'sku', 'status': 'created'}.",
+                            "Answer {'created': n, 'updated': 0, 'failed': 0, 'results': [...]} with one {'index': i, 'sku': ..., 'status': 'created'} per item, in the order sent, and store each item's fields exactly as received."])
 def creates_new_products(ctx: Context) -> None:
     "a batch of new products: each is stored, and each result says 'created'"
     items = [product(f"NEW-{i}", 1000 + i) for i in range(3)]
@@ -70,8 +71,9 @@ def creates_new_products(ctx: Context) -> None:
         expect(_stored(ctx, item["sku"]) == item, f"{item['sku']} was not stored as sent")
 
 
-@bulk.check(points=1, hint="Upsert by sku: INSERT ... ON CONFLICT (sku) DO UPDATE; look up which skus "
-                           "existed before to tell 'updated' from 'created'.")
+@bulk.check(points=1, hint=["Upsert by sku: INSERT ... ON CONFLICT (sku) DO UPDATE; look up which skus "
+                           "existed before to tell 'updated' from 'created'.",
+                            "Before the upsert, SELECT the skus of the batch that already exist; on_conflict_do_update(index_elements=['sku'], set_ from excluded) then updates them, and those items get status 'updated'."])
 def updates_existing_products(ctx: Context) -> None:
     "an item whose sku exists updates that product, and its result says 'updated'"
     _post(ctx, [product("UPD-1", 2001, price_cents=500)])
@@ -92,8 +94,9 @@ def _conflict_in_the_middle(ctx: Context) -> dict:
     return {"items": items, "response": response}
 
 
-@bulk.check(points=2, hint="Roll back only the failed row: a SAVEPOINT per row (begin_nested), or one "
-                           "statement for the batch and, if it fails, a savepoint per row to find the culprit.")
+@bulk.check(points=2, hint=["Roll back only the failed row: a SAVEPOINT per row (begin_nested), or one "
+                           "statement for the batch and, if it fails, a savepoint per row to find the culprit.",
+                            "An IntegrityError aborts the whole transaction; wrap each row's insert in async with conn.begin_nested() so only that savepoint rolls back, mark it 'error', then commit the outer transaction."])
 def one_conflict_keeps_the_other_rows(ctx: Context) -> None:
     "one item breaks a unique constraint: the items before and after it are still stored"
     run = _conflict_in_the_middle(ctx)
@@ -119,8 +122,9 @@ def _post_shape(body: object, count: int) -> dict:
     return body
 
 
-@bulk.check(points=1, hint="Put a code of your own in 'error' ('conflict', 'invalid'); keep the "
-                           "database's message for the log.")
+@bulk.check(points=1, hint=["Put a code of your own in 'error' ('conflict', 'invalid'); keep the "
+                           "database's message for the log.",
+                            "In the except IntegrityError branch set result['error'] = 'conflict' and never put str(exc) or exc.orig in the answer; log it instead if you need the detail."])
 def errors_are_codes_not_database_messages(ctx: Context) -> None:
     "the failing item's error is the code 'conflict', and the answer quotes no database message"
     response = _conflict_in_the_middle(ctx)["response"]
@@ -131,8 +135,9 @@ def errors_are_codes_not_database_messages(ctx: Context) -> None:
     expect(error == "conflict", f"results[2].error was {error!r}, expected 'conflict'")
 
 
-@bulk.check(points=1, hint="Accept a list of anything and validate each item yourself "
-                           "(ProductIn.model_validate): a bad item gets error 'invalid', the rest go on.")
+@bulk.check(points=1, hint=["Accept a list of anything and validate each item yourself "
+                           "(ProductIn.model_validate): a bad item gets error 'invalid', the rest go on.",
+                            "Declare the body as items: list[Any], then call ProductIn.model_validate(item) in a try per item; on ValidationError set status 'error', error 'invalid' at that index and continue with the next."])
 def invalid_items_are_reported_by_index(ctx: Context) -> None:
     "malformed items get status 'error' and error 'invalid' at their index; the valid ones are stored"
     items = [product("INV-A", 4001), {**product("bad sku!", 4002)}, {**product("INV-C", 4003), "price_cents": -5},
@@ -146,8 +151,9 @@ def invalid_items_are_reported_by_index(ctx: Context) -> None:
     expect(_stored(ctx, "INV-A") and _stored(ctx, "INV-E"), "the valid items were not stored")
 
 
-@bulk.check(points=2, hint="With atomic=true, run the batch in one transaction and roll it all back when "
-                           "any item fails: answer 409 with the results, and no result 'created'.")
+@bulk.check(points=2, hint=["With atomic=true, run the batch in one transaction and roll it all back when "
+                           "any item fails: answer 409 with the results, and no result 'created'.",
+                            "When atomic and any result failed, call transaction.rollback() instead of commit, change the non-error results' status away from 'created'/'updated' (e.g. 'rolled_back') and set response.status_code = 409."])
 def all_or_nothing_when_asked(ctx: Context) -> None:
     "with ?atomic=true one bad item stores nothing (409); a clean batch stores everything"
     _post(ctx, [product("ALL-X", 5000)])
@@ -164,7 +170,8 @@ def all_or_nothing_when_asked(ctx: Context) -> None:
            "a clean batch with atomic=true should be stored, each item 'created'")
 
 
-@bulk.check(points=1, hint="Refuse more than MAX_ITEMS items with 413 (or 422) before writing anything.",
+@bulk.check(points=1, hint=["Refuse more than MAX_ITEMS items with 413 (or 422) before writing anything.",
+                            "Check len(items) > MAX_ITEMS (500) first, before opening a connection, and raise HTTPException(413); a limit of 500 must still accept exactly 500 items."],
             timeout=20)
 def batch_size_is_bounded(ctx: Context) -> None:
     "501 items are refused with 413 or 422 and nothing is stored; 500 are accepted"
@@ -234,8 +241,9 @@ def preflight(ctx: Context) -> None:
                                         f"{response.status_code}, expected 200")
 
 
-@imports.check(points=1, hint="Read request.stream(), split it into lines, validate each with "
-                              "ProductIn.model_validate_json and insert the valid ones.")
+@imports.check(points=1, hint=["Read request.stream(), split it into lines, validate each with "
+                              "ProductIn.model_validate_json and insert the valid ones.",
+                               "Take request: Request, iterate async for chunk in request.stream(), split complete lines on b'\\n', ProductIn.model_validate_json(line) each, insert them and answer {'imported': n, 'failed': 0, 'errors': []}."])
 def imports_every_line(ctx: Context) -> None:
     "40 valid lines: 40 products imported, no errors"
     before = count(ctx)
@@ -257,8 +265,9 @@ def _dense_unicode_import(ctx: Context) -> dict:
     return {"items": items, "response": response}
 
 
-@imports.check(points=2, hint="Chunks end anywhere, even inside a line or a UTF-8 character: keep the "
+@imports.check(points=2, hint=["Chunks end anywhere, even inside a line or a UTF-8 character: keep the "
                               "unfinished tail for the next chunk, split on b'\\n', decode whole lines only.",
+                               "Keep a bytes tail between chunks: *complete, tail = (tail + chunk).split(b'\\n'); validate only the complete lines and the final tail after the stream ends. Never .decode() a chunk on its own."],
                timeout=25)
 def lines_split_across_chunks(ctx: Context) -> None:
     "3 MB of non-ASCII names, arriving in many chunks: every line imported intact"
@@ -273,8 +282,9 @@ def lines_split_across_chunks(ctx: Context) -> None:
         expect(_stored(ctx, item["sku"]) == item, f"{item['sku']} was not stored as sent")
 
 
-@imports.check(points=2, hint="Count lines from 1 as they come; a line that is not JSON, or not a valid "
-                              "product, is {'line': n, 'error': 'invalid'} and the import goes on.")
+@imports.check(points=2, hint=["Count lines from 1 as they come; a line that is not JSON, or not a valid "
+                              "product, is {'line': n, 'error': 'invalid'} and the import goes on.",
+                               "Number every line (starting at 1) before validating; model_validate_json raises ValidationError for broken JSON and for [1, 2, 3] alike, so catch it and append {'line': n, 'error': 'invalid'}."])
 def bad_lines_reported_by_number(ctx: Context) -> None:
     "lines that are not valid products are reported by line number, and the others imported"
     lines = [json.dumps(product("BAD-1", 30_001)).encode(), b'{"sku": "BAD-2", "ean": ',
@@ -287,8 +297,9 @@ def bad_lines_reported_by_number(ctx: Context) -> None:
            f"the answer said imported={answer['imported']} failed={answer.get('failed')!r}, expected 3 and 3")
 
 
-@imports.check(points=1, hint="INSERT ... ON CONFLICT DO NOTHING RETURNING sku tells which rows went in; "
-                              "remember the skus and EANs of earlier lines to catch repeats.")
+@imports.check(points=1, hint=["INSERT ... ON CONFLICT DO NOTHING RETURNING sku tells which rows went in; "
+                              "remember the skus and EANs of earlier lines to catch repeats.",
+                               "Keep sets of skus and EANs seen in this import (repeats are 'conflict'), and insert with on_conflict_do_nothing().returning(sku): a line whose sku is not returned hit a row already in the table."])
 def conflicts_reported_by_number(ctx: Context) -> None:
     "lines whose sku or EAN is taken (in the table, or earlier in the import) are 'conflict'"
     _import(ctx, ndjson([product("CON-X", 40_000)]))
@@ -301,8 +312,9 @@ def conflicts_reported_by_number(ctx: Context) -> None:
     expect(_stored(ctx, "CON-X") == product("CON-X", 40_000), "CON-X was changed by the import")
 
 
-@imports.check(points=2, hint="Don't await request.body(): iterate request.stream(), and write and commit "
-                              "every BATCH lines as soon as they have arrived.", timeout=20)
+@imports.check(points=2, hint=["Don't await request.body(): iterate request.stream(), and write and commit "
+                              "every BATCH lines as soon as they have arrived.",
+                               "Inside the async for over request.stream(), write and commit (engine.begin() per batch) as soon as BATCH (500) lines are collected, not once after the loop; request.body() waits for the whole upload."], timeout=20)
 async def commits_in_batches_while_streaming(ctx: Context) -> None:
     "while the body is still arriving, the first batches are already in the table"
     first = ndjson(product(f"STR-{i}", 50_000 + i) for i in range(1200))
@@ -344,8 +356,9 @@ async def commits_in_batches_while_streaming(ctx: Context) -> None:
     expect(response.json().get("imported") == 1300, "the streamed import should end with imported=1300")
 
 
-@imports.check(points=1, hint="Count lines as they arrive and stop at MAX_LINES: answer 413 without "
-                              "importing anything after that line.", timeout=20)
+@imports.check(points=1, hint=["Count lines as they arrive and stop at MAX_LINES: answer 413 without "
+                              "importing anything after that line.",
+                               "When the line number passes MAX_LINES (5000), write the pending batch and return JSONResponse(..., status_code=413) straight away, without validating or inserting line 5001."], timeout=20)
 def too_many_lines_is_413(ctx: Context) -> None:
     "a body of 5001 lines is refused with 413, and nothing after line 5000 is imported"
     preflight(ctx)
@@ -357,8 +370,9 @@ def too_many_lines_is_413(ctx: Context) -> None:
     expect(count(ctx) - before <= 5000, "more than 5000 lines were imported")
 
 
-@imports.check(points=1, hint="When the unfinished tail grows past MAX_LINE_BYTES, drop it and remember "
-                              "that the line is too long; report it as 'too_long' when its newline comes.")
+@imports.check(points=1, hint=["When the unfinished tail grows past MAX_LINE_BYTES, drop it and remember "
+                              "that the line is too long; report it as 'too_long' when its newline comes.",
+                               "A line is too_long if it is over MAX_LINE_BYTES (4096) when complete or if the kept tail grows past it: then empty the tail, set a flag, and at its newline report {'line': n, 'error': 'too_long'}."])
 def long_line_is_an_error(ctx: Context) -> None:
     "a 100 kB line is reported as 'too_long'; the lines around it are imported"
     preflight(ctx)

@@ -90,8 +90,9 @@ def expect_report(report: dict, region: str, pages: int, what: str = "the report
            "(the sum of its pages' sales_cents)")
 
 
-@reports.check(points=1, hint="Answer 202 with {'job_id', 'status_url'}, and set the Location header to the "
-                              "status URL and Retry-After to a number of seconds (Response.headers).")
+@reports.check(points=1, hint=["Answer 202 with {'job_id', 'status_url'}, and set the Location header to the "
+                              "status URL and Retry-After to a number of seconds (Response.headers).",
+                               "Take response: Response in the endpoint; after enqueue_job, set response.headers['Location'] = status_url (same string as in the body) and response.headers['Retry-After'] = '1'."])
 def accepts_with_202_location_and_retry_after(ctx: Context) -> None:
     "POST /reports answers 202 with the job id, its status URL, Location and Retry-After"
     status_url, response = accepted(ctx, "north", 1)
@@ -113,9 +114,10 @@ def _eight_pages(ctx: Context) -> dict:
     return {"final": final, "seen": seen}
 
 
-@reports.check(points=2, hint="After each page, store the job's progress (0-100) in Redis under a key "
+@reports.check(points=2, hint=["After each page, store the job's progress (0-100) in Redis under a key "
                               "with its job id (ctx['job_id'] in the job), and read it in the status "
-                              "endpoint while arq says in_progress.")
+                              "endpoint while arq says in_progress.",
+                               "In generate_report, after each render_page await ctx['redis'].set(progress_key(ctx['job_id']), page * 100 // pages); in the status endpoint, when job.status() is JobStatus.in_progress, read that key."])
 def reports_progress_while_running(ctx: Context) -> None:
     "an 8-page report shows status 'running' with a progress that grows from 0 to 100"
     run = _eight_pages(ctx)
@@ -128,8 +130,9 @@ def reports_progress_while_running(ctx: Context) -> None:
                                                "between 0 and 100: it should grow page by page")
 
 
-@reports.check(points=2, hint="When arq reports the job complete and result_info().success, answer status "
-                              "'completed', progress 100 and a result_url that serves info.result.")
+@reports.check(points=2, hint=["When arq reports the job complete and result_info().success, answer status "
+                              "'completed', progress 100 and a result_url that serves info.result.",
+                               "Return the report dict from generate_report; when status() is JobStatus.complete and (await job.result_info()).success, answer 'completed', progress 100 and result_url, and have that URL return info.result."])
 def completes_with_the_result(ctx: Context) -> None:
     "the report ends 'completed' with progress 100, and its result_url serves the report"
     final = _eight_pages(ctx)["final"]
@@ -139,8 +142,9 @@ def completes_with_the_result(ctx: Context) -> None:
     expect_report(result_of(ctx, final), "east", 8)
 
 
-@reports.check(points=2, hint="A failed job is 'complete' to arq with result_info().success False: answer "
-                              "'failed' with an error message of your own, never str() of the exception.")
+@reports.check(points=2, hint=["A failed job is 'complete' to arq with result_info().success False: answer "
+                              "'failed' with an error message of your own, never str() of the exception.",
+                               "When result_info().success is False, info.result holds the exception: don't put str(info.result) in the answer; return status 'failed' with a fixed message such as 'the report could not be generated'."])
 def failure_gives_a_safe_error(ctx: Context) -> None:
     "a report whose data source fails ends 'failed', with an error that tells no secrets"
     final, _ = follow(ctx, start(ctx, "atlantis", 5))
@@ -154,8 +158,9 @@ def failure_gives_a_safe_error(ctx: Context) -> None:
                        "password): show a message of your own and keep the details in the log")
 
 
-@reports.check(points=2, hint="Give the job a timeout (arq's func(..., timeout=JOB_TIMEOUT)); a timed-out "
+@reports.check(points=2, hint=["Give the job a timeout (arq's func(..., timeout=JOB_TIMEOUT)); a timed-out "
                               "job's result is a TimeoutError: say so in the error message.",
+                               "Register func(generate_report, timeout=JOB_TIMEOUT) in job_functions(); when info.result is a TimeoutError (isinstance), choose an error message that says the report timed out."],
                timeout=JOB_TIMEOUT + 7)
 def times_out_and_fails(ctx: Context) -> None:
     "a report that runs past JOB_TIMEOUT ends 'failed' and says it timed out"
@@ -169,8 +174,9 @@ def times_out_and_fails(ctx: Context) -> None:
            "the timed-out job's status repeats internal details")
 
 
-@reports.check(points=1, hint="arq's Job.status() is JobStatus.not_found for an id it never saw: "
-                              "raise HTTPException(404).")
+@reports.check(points=1, hint=["arq's Job.status() is JobStatus.not_found for an id it never saw: "
+                              "raise HTTPException(404).",
+                               "In both GET /reports/jobs/{id} and .../result, build Job(job_id, redis, _queue_name=QUEUE) and raise HTTPException(404) when await job.status() == JobStatus.not_found, before reading any result."])
 def unknown_job_is_404(ctx: Context) -> None:
     "GET on the status URL or result URL of an unknown job answers 404"
     unknown = uuid.uuid4().hex
@@ -179,8 +185,9 @@ def unknown_job_is_404(ctx: Context) -> None:
         expect(code == 404, f"GET {path.replace(unknown, '<unknown id>')} answered {code}, expected 404")
 
 
-@reports.check(points=2, hint="Key everything by job id (progress, result), and let the worker run several "
-                              "jobs at once (arq's max_jobs, default 10).", timeout=15)
+@reports.check(points=2, hint=["Key everything by job id (progress, result), and let the worker run several "
+                              "jobs at once (arq's max_jobs, default 10).",
+                               "Don't limit the Worker to max_jobs=1 or block its loop with time.sleep: await render_page. Keep progress under progress_key(job_id) and read each result via its own Job, never a shared variable."], timeout=15)
 def concurrent_jobs_are_independent(ctx: Context) -> None:
     "a short report started after a long one finishes first, and each gets its own result"
     long_url = start(ctx, "west", 12)

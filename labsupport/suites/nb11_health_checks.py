@@ -64,7 +64,8 @@ def _not_ready_because(ctx: Context, response: httpx.Response, failing: str, hea
            f"with {fault}, checks.{healthy} was {_shown(checks.get(healthy))}, expected 'ok': it did not fail")
 
 
-@readiness.check(points=1, hint="Answer 200 with {'status': 'ready', 'checks': {'database': 'ok', 'redis': 'ok'}}.")
+@readiness.check(points=1, hint=["Answer 200 with {'status': 'ready', 'checks': {'database': 'ok', 'redis': 'ok'}}.",
+                                 "Run run_check for each name in DEPENDENCIES, collect {'database': ..., 'redis': ...}, and when every value is exactly 'ok' return {'status': 'ready', 'checks': checks} with status 200."])
 def ready_when_healthy(ctx: Context) -> None:
     "with every dependency up, GET /health/ready answers 200 and each check 'ok'"
     response, _ = _fresh(ctx)
@@ -75,8 +76,9 @@ def ready_when_healthy(ctx: Context) -> None:
     expect(response.json().get("status") == "ready", "the answer's status should be 'ready'")
 
 
-@readiness.check(points=1, hint="Liveness answers for the process only: return 200 without touching "
-                                "the database or Redis.")
+@readiness.check(points=1, hint=["Liveness answers for the process only: return 200 without touching "
+                                "the database or Redis.",
+                                 "GET /health/live must not call run_check, database_answers or redis_answers: return a constant dict such as {'status': 'alive'}, which FastAPI answers with 200."])
 def liveness_ignores_dependencies(ctx: Context) -> None:
     "GET /health/live answers 200 while Redis is down and the database hangs"
     points = ctx.faults
@@ -87,8 +89,9 @@ def liveness_ignores_dependencies(ctx: Context) -> None:
            "an orchestrator would now restart every instance at once")
 
 
-@readiness.check(points=2, hint="Catch each check's exception, answer 503 when any check is not 'ok', "
-                                "and report each dependency under its own name.")
+@readiness.check(points=2, hint=["Catch each check's exception, answer 503 when any check is not 'ok', "
+                                "and report each dependency under its own name.",
+                                 "In run_check, when the check's task raised, return 'error' (not re-raise); in /health/ready return JSONResponse({'status': 'not ready', 'checks': checks}, status_code=503) if any value is not 'ok'."])
 def names_the_failing_check(ctx: Context) -> None:
     "Redis refuses: 503, checks.redis fails and checks.database stays 'ok'"
     with ctx.faults.redis.refuse():
@@ -96,8 +99,9 @@ def names_the_failing_check(ctx: Context) -> None:
     _not_ready_because(ctx, response, "redis", "database", "Redis down")
 
 
-@readiness.check(points=2, hint="Give each check its own timeout (CHECK_TIMEOUT): asyncio.wait((task,), "
-                                "timeout=...) returns at the deadline; report 'timeout'.")
+@readiness.check(points=2, hint=["Give each check its own timeout (CHECK_TIMEOUT): asyncio.wait((task,), "
+                                "timeout=...) returns at the deadline; report 'timeout'.",
+                                 "Wrap the check in asyncio.create_task and await asyncio.wait({task}, timeout=CHECK_TIMEOUT); if done is empty, task.cancel() and return 'timeout' instead of awaiting the ping."])
 def answers_in_time_when_redis_hangs(ctx: Context) -> None:
     "Redis hangs: the probe still answers 503 within 1 s"
     with ctx.faults.redis.hang():
@@ -107,9 +111,10 @@ def answers_in_time_when_redis_hangs(ctx: Context) -> None:
     _not_ready_because(ctx, response, "redis", "database", "Redis hanging")
 
 
-@readiness.check(points=2, hint="asyncio.wait_for waits for the cancelled query to clean up, which needs the "
+@readiness.check(points=2, hint=["asyncio.wait_for waits for the cancelled query to clean up, which needs the "
                                 "stuck database too: wait with asyncio.wait((task,), timeout=...) and cancel "
-                                "the task without awaiting it.")
+                                "the task without awaiting it.",
+                                 "Don't await the cancelled task or use asyncio.wait_for: after asyncio.wait times out, call task.cancel(), keep a reference (a set plus add_done_callback) and return 'timeout' at once."])
 def answers_in_time_when_the_database_hangs(ctx: Context) -> None:
     "the database hangs: the probe still answers 503 within 1 s"
     with ctx.faults.database.hang():
@@ -119,8 +124,9 @@ def answers_in_time_when_the_database_hangs(ctx: Context) -> None:
     _not_ready_because(ctx, response, "database", "redis", "the database hanging")
 
 
-@readiness.check(points=1, hint="Start every check at once with asyncio.gather, so that the slowest "
-                                "check, not the sum of all, sets the probe's time.")
+@readiness.check(points=1, hint=["Start every check at once with asyncio.gather, so that the slowest "
+                                "check, not the sum of all, sets the probe's time.",
+                                 "Don't await run_check for database then redis in a loop; await asyncio.gather(*(run_check(name, request.app) for name in DEPENDENCIES)) so both timeouts run side by side."])
 def checks_run_concurrently(ctx: Context) -> None:
     "both dependencies hang: the probe takes as long as one timeout, not two"
     points = ctx.faults
@@ -157,8 +163,9 @@ def _services_in(ctx: Context, text: str) -> str | None:
     return None
 
 
-@readiness.check(points=2, hint="Put a fixed word ('ok', 'error', 'timeout') in the answer and the "
-                                "exception in the log: log.warning(...) keeps the details for you.")
+@readiness.check(points=2, hint=["Put a fixed word ('ok', 'error', 'timeout') in the answer and the "
+                                "exception in the log: log.warning(...) keeps the details for you.",
+                                 "Each value in checks must be exactly 'ok', 'error' or 'timeout': never str(exc), repr(exc) or the URL; pass the exception to log.warning(...) and keep it out of the JSON."])
 def reveals_no_internals(ctx: Context) -> None:
     "failing checks report only 'error' or 'timeout': no addresses, drivers or exception text"
     with ctx.faults.redis.refuse():  # refused, not hung: the answer comes, whatever the app's timeouts
@@ -296,7 +303,8 @@ def _drain_once(ctx: Context) -> dict:
     return result
 
 
-@draining.check(points=1, hint="Before any drain, /health/ready and /health/live answer 200.")
+@draining.check(points=1, hint=["Before any drain, /health/ready and /health/live answer 200.",
+                                "Readiness answers 200 with {'status': 'ready'} while state.draining is False, and liveness returns a plain dict; make sure the CountInFlight middleware always awaits self.app(scope, receive, send)."])
 def ready_before_draining(ctx: Context) -> None:
     "before the drain, GET /health/ready and GET /health/live answer 200"
     for path in ("/health/ready", "/health/live"):
@@ -304,8 +312,9 @@ def ready_before_draining(ctx: Context) -> None:
         expect(status == 200, f"GET {path} answered {status}, expected 200")
 
 
-@draining.check(points=1, hint="Anyone who can call the hook can take the instance out of service: accept it "
-                               "only from the loopback address, and never through a proxy (X-Forwarded-For).")
+@draining.check(points=1, hint=["Anyone who can call the hook can take the instance out of service: accept it "
+                               "only from the loopback address, and never through a proxy (X-Forwarded-For).",
+                                "from_the_pod_itself must be False when an X-Forwarded-For or Forwarded header is present, even if request.client.host is 127.0.0.1; only then check that the host is 127.0.0.1 or ::1."])
 def drain_refuses_requests_from_outside(ctx: Context) -> None:
     "POST /admin/drain through a proxy (X-Forwarded-For) gets 403, and the app stays ready"
     hook = _drain(ctx, {"X-Forwarded-For": OUTSIDE})
@@ -318,8 +327,9 @@ def drain_refuses_requests_from_outside(ctx: Context) -> None:
                           "call still took the instance out of service")
 
 
-@draining.check(points=2, hint="Set a 'draining' flag in the drain hook first thing, and answer 503 "
-                               "from /health/ready while it is set.")
+@draining.check(points=2, hint=["Set a 'draining' flag in the drain hook first thing, and answer 503 "
+                               "from /health/ready while it is set.",
+                                "Set state.draining = True as the hook's first statement (before any sleep), and in /health/ready return JSONResponse(..., status_code=503) whenever request.app.state.lifecycle.draining is true."])
 def readiness_fails_once_draining(ctx: Context) -> None:
     "once the drain hook is called, GET /health/ready answers 503, and keeps doing so"
     result = _drain_experiment(ctx)
@@ -329,16 +339,18 @@ def readiness_fails_once_draining(ctx: Context) -> None:
                                          f"{result['ready_after']}, expected 503")
 
 
-@draining.check(points=1, hint="Liveness must not look at the draining flag: a failing liveness probe "
-                               "makes the orchestrator kill the process, in-flight work and all.")
+@draining.check(points=1, hint=["Liveness must not look at the draining flag: a failing liveness probe "
+                               "makes the orchestrator kill the process, in-flight work and all.",
+                                "GET /health/live returns {'status': 'alive'} unconditionally: remove any test of state.draining from it; only /health/ready answers 503 while draining."])
 def liveness_holds_while_draining(ctx: Context) -> None:
     "while draining, GET /health/live still answers 200"
     result = _drain_experiment(ctx)
     expect(result["live"] == 200, f"while draining, GET /health/live answered {result['live']}, expected 200")
 
 
-@draining.check(points=2, hint="Don't turn requests away while draining: only readiness changes; "
-                               "count requests in the middleware and let them finish.")
+@draining.check(points=2, hint=["Don't turn requests away while draining: only readiness changes; "
+                               "count requests in the middleware and let them finish.",
+                                "Neither the middleware nor the hook may cancel or reject requests: CountInFlight only counts around await self.app(...), and the hook just waits; never return 503 from ordinary routes while draining."])
 def in_flight_request_completes(ctx: Context) -> None:
     "a request that was in flight when the drain began completes with 200"
     before = _drain_experiment(ctx)["before"]
@@ -346,8 +358,9 @@ def in_flight_request_completes(ctx: Context) -> None:
            f"GET /work, started before the drain, {before.outcome()}; expected 200 with {{'done': true}}")
 
 
-@draining.check(points=1, hint="Load balancers take a moment to notice an unready instance: keep "
-                               "serving what still arrives while draining.")
+@draining.check(points=1, hint=["Load balancers take a moment to notice an unready instance: keep "
+                               "serving what still arrives while draining.",
+                                "Don't make CountInFlight (or any route) answer 503 when state.draining is set; new requests are still counted and passed to self.app like any other."])
 def serves_requests_arriving_while_draining(ctx: Context) -> None:
     "a request that arrives during the drain is still served"
     newcomer = _drain_experiment(ctx)["newcomer"]
@@ -355,8 +368,9 @@ def serves_requests_arriving_while_draining(ctx: Context) -> None:
                                    "expected 200")
 
 
-@draining.check(points=2, hint="After DRAIN_DELAY, wait (with a limit) until the in-flight count is zero, "
-                               "for example on an asyncio.Event the middleware sets.")
+@draining.check(points=2, hint=["After DRAIN_DELAY, wait (with a limit) until the in-flight count is zero, "
+                               "for example on an asyncio.Event the middleware sets.",
+                                "Increment state.in_flight and clear state.idle before await self.app(...), decrement after; after asyncio.sleep(DRAIN_DELAY) the hook must await state.idle.wait(), not return right away."])
 def drain_waits_for_in_flight_requests(ctx: Context) -> None:
     "the drain hook answers 200 only after the requests in flight have finished"
     result = _drain_experiment(ctx)
@@ -368,8 +382,9 @@ def drain_waits_for_in_flight_requests(ctx: Context) -> None:
            "the process with that request in flight")
 
 
-@draining.check(points=2, hint="@app.middleware('http') lets go of a request when its response starts; a pure "
-                               "ASGI middleware's `await self.app(scope, receive, send)` returns after the last byte.")
+@draining.check(points=2, hint=["@app.middleware('http') lets go of a request when its response starts; a pure "
+                               "ASGI middleware's `await self.app(scope, receive, send)` returns after the last byte.",
+                                "Count in CountInFlight.__call__ (the pure ASGI class), around await self.app(scope, receive, send): it returns only after the last body chunk, unlike call_next in @app.middleware('http')."])
 def drain_waits_for_a_streaming_response(ctx: Context) -> None:
     "a streaming response in flight is counted until its last byte: the hook answers after it"
     result = _drain_experiment(ctx)
@@ -383,8 +398,9 @@ def drain_waits_for_a_streaming_response(ctx: Context) -> None:
            "counted once its response had started")
 
 
-@draining.check(points=1, hint="Wake the drain when the count reaches zero (an asyncio.Event), rather "
-                               "than checking now and then: the orchestrator waits for your answer.")
+@draining.check(points=1, hint=["Wake the drain when the count reaches zero (an asyncio.Event), rather "
+                               "than checking now and then: the orchestrator waits for your answer.",
+                                "Replace any polling loop or fixed sleep after DRAIN_DELAY with await state.idle.wait(), and call state.idle.set() in the middleware when in_flight drops to 0."])
 def drain_answers_once_the_work_is_done(ctx: Context) -> None:
     "the drain hook answers as soon as the last request in flight has finished"
     result = _drain_experiment(ctx)
@@ -411,8 +427,9 @@ def _idle_drain(ctx: Context) -> tuple[_Call, _Call]:
     return _drain_beside_a_probe(ctx)
 
 
-@draining.check(points=2, hint="Nothing in flight does not mean nothing on its way: the load balancers send "
-                               "until the endpoint's removal reaches them. Keep serving for DRAIN_DELAY first.")
+@draining.check(points=2, hint=["Nothing in flight does not mean nothing on its way: the load balancers send "
+                               "until the endpoint's removal reaches them. Keep serving for DRAIN_DELAY first.",
+                                "Always await asyncio.sleep(DRAIN_DELAY) in the hook after setting draining, even when in_flight is already 0; only then wait for idle."])
 def idle_drain_keeps_serving_until_the_endpoint_is_gone(ctx: Context) -> None:
     "with nothing in flight, the drain hook still keeps serving for DRAIN_DELAY before it answers"
     hook, probe = _idle_drain(ctx)
@@ -423,8 +440,9 @@ def idle_drain_keeps_serving_until_the_endpoint_is_gone(ctx: Context) -> None:
            "would refuse their connections")
 
 
-@draining.check(points=1, hint="With nothing in flight there is nothing to wait for after DRAIN_DELAY: wait on "
-                               "the in-flight count, never a fixed time.")
+@draining.check(points=1, hint=["With nothing in flight there is nothing to wait for after DRAIN_DELAY: wait on "
+                               "the in-flight count, never a fixed time.",
+                                "Keep state.idle set while nothing is in flight (Lifecycle starts it set; set it again at 0) so that await state.idle.wait() after DRAIN_DELAY returns at once; do not sleep DRAIN_TIMEOUT too."])
 def idle_drain_answers_once_the_delay_is_over(ctx: Context) -> None:
     "with nothing in flight, the drain hook answers 200 once DRAIN_DELAY is over"
     hook, probe = _idle_drain(ctx)
@@ -435,8 +453,9 @@ def idle_drain_answers_once_the_delay_is_over(ctx: Context) -> None:
                           "it waited for nothing")
 
 
-@draining.check(points=1, hint="Decrement the count in a `finally:`, so a request that raises is not "
-                               "counted as in flight for ever.")
+@draining.check(points=1, hint=["Decrement the count in a `finally:`, so a request that raises is not "
+                               "counted as in flight for ever.",
+                                "Put state.in_flight -= 1 and the idle.set() at zero in the finally: of a try around await self.app(scope, receive, send); a RuntimeError from GET /fail skips code placed after the await."])
 def a_failed_request_is_not_left_counted(ctx: Context) -> None:
     "after a request that failed with 500, an idle drain still answers 200 once DRAIN_DELAY is over"
     ctx.app.restart()
@@ -450,8 +469,9 @@ def a_failed_request_is_not_left_counted(ctx: Context) -> None:
                           f"passed, more than {PROMPT:g} s: the failed request was counted as in flight")
 
 
-@draining.check(points=1, hint="Wait with a limit, asyncio.wait_for(state.idle.wait(), DRAIN_TIMEOUT), "
-                               "and answer 504 when it runs out.")
+@draining.check(points=1, hint=["Wait with a limit, asyncio.wait_for(state.idle.wait(), DRAIN_TIMEOUT), "
+                               "and answer 504 when it runs out.",
+                                "Wrap the idle wait: try await asyncio.wait_for(state.idle.wait(), DRAIN_TIMEOUT) except asyncio.TimeoutError: return JSONResponse(..., status_code=504), not 200 and not an unbounded wait."])
 def drain_gives_up_after_its_timeout(ctx: Context) -> None:
     "a request that outlasts DRAIN_TIMEOUT: the drain hook answers 504 when DRAIN_TIMEOUT runs out"
     ctx.app.restart()
