@@ -130,15 +130,19 @@ def answers_in_time_when_the_database_hangs(ctx: Context) -> None:
 def checks_run_concurrently(ctx: Context) -> None:
     "both dependencies hang: the probe takes as long as one timeout, not two"
     points = ctx.faults
-    with points.redis.hang():
-        _, one = _fresh(ctx)
-    with points.redis.hang(), points.database.hang():
-        response, both = _fresh(ctx)
-    expect(response.status_code == 503, f"with both dependencies hanging, GET /health/ready answered "
-                                        f"{response.status_code}, expected 503")
+    ones, boths = [], []
+    for _ in range(2):  # the faster of two runs: a busy machine only ever adds time
+        with points.redis.hang():
+            ones.append(_fresh(ctx)[1])
+        with points.redis.hang(), points.database.hang():
+            response, took = _fresh(ctx)
+            boths.append(took)
+        expect(response.status_code == 503, f"with both dependencies hanging, GET /health/ready answered "
+                                            f"{response.status_code}, expected 503")
+    one, both = min(ones), min(boths)
     # sequential checks take two timeouts; concurrent ones about one
-    expect(both < 1.5 * one + 0.05, f"one hanging dependency took {one:.2f} s and two took {both:.2f} s: "
-                                    "the checks wait for each other")
+    expect(both < one + CHECK_TIMEOUT / 2, f"one hanging dependency took {one:.2f} s and two took {both:.2f} s: "
+                                           "the checks wait for each other")
 
 
 _INTERNALS = [  # what a probe's answer must not tell a stranger
