@@ -161,14 +161,20 @@ def enter_namespaces() -> None:
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
 
 
+_PRIVATE_FOLDERS = ("/tmp", "/dev/shm", "/var/tmp")
+
+
 def private_folders(workdir: str, services_dir: str | None) -> None:
     """Fresh, size-limited /tmp, /dev/shm and /var/tmp; of the sandbox's folder, only `workdir`
-    (read-write) and `services_dir` (read-only) stay visible, at the same paths."""
+    (read-write) and `services_dir` (read-only) stay visible, at the same paths, and so does (read-only)
+    any part of the Python installation or labsupport that lives in one of those folders."""
     kept = [(workdir, "/mnt/lab/work", False)] + ([(services_dir, "/mnt/lab/services", True)] if services_dir else [])
+    kept += [(path, f"/mnt/lab/python-{i}", True) for i, path in enumerate(_visible_paths())
+             if any(path.startswith(folder + "/") for folder in _PRIVATE_FOLDERS)]  # a checkout in /tmp, say
     for source, park, _ in kept:
         os.makedirs(park, exist_ok=True)
         _mount(source, park, None, MS_BIND)
-    for folder in ("/tmp", "/dev/shm", "/var/tmp"):
+    for folder in _PRIVATE_FOLDERS:
         if os.path.isdir(folder):
             _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"size={TMP_SIZE},mode=1777")
     for source, park, read_only in kept:  # back at their own paths, inside the new /tmp
