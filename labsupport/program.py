@@ -6,6 +6,7 @@ a problem building it reads the same in all of them.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sys
@@ -122,6 +123,14 @@ def describe(error: BaseException) -> str:
         return f"{type(error).__name__}: {error.msg} (line {error.lineno} of {_cell_name(error.filename)})"
     text = ADDRESS.sub("<address>", str(error)).strip()
     return (f"{type(error).__name__}: {text}" if text else type(error).__name__)[:300] + where(error.__traceback__)
+
+
+def raised_by_the_app(record) -> bool:
+    """Whether a log record carries an exception the app raised. A request cancelled by the server
+    (uvicorn's graceful-shutdown timeout, a client gone) is the server's doing, not the app's: whether
+    one is still running at that instant is timing, which must not change what a learner is told."""
+    error = record.exc_info[1] if record.exc_info else None
+    return error is not None and not isinstance(error, asyncio.CancelledError)
 
 
 def describe_briefly(error: BaseException) -> str:

@@ -654,7 +654,7 @@ def _serve_exercise(request: dict, listener: socket.socket, status) -> int:
         def emit(self, record: logging.LogRecord) -> None:
             if record.levelno >= logging.ERROR and len(Reporter.messages) < 100:
                 Reporter.messages.append(record.getMessage())
-            if record.exc_info and record.exc_info[1] is not None:
+            if program.raised_by_the_app(record):
                 error = record.exc_info[1]
                 if len(Reporter.exceptions) < 100:
                     Reporter.exceptions.append(error)

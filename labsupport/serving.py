@@ -43,6 +43,7 @@ import httpx_sse
 import uvicorn
 import websockets.sync.client
 
+from . import program
 from .errors import LabError
 
 START_TIMEOUT = 10.0
@@ -207,7 +208,7 @@ class Server:
         if record.exc_info or record.levelno >= logging.ERROR:
             self.errors.append(text)
             self.error_messages.append(record.getMessage())
-        if record.exc_info and record.exc_info[1] is not None and len(self.exceptions) < 100:
+        if program.raised_by_the_app(record) and len(self.exceptions) < 100:
             self.exceptions.append(record.exc_info[1])
 
     # -- what a browser opens --------------------------------------------------------------

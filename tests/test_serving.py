@@ -158,6 +158,26 @@ def test_tracebacks_stay_on_the_handle(capfd):
     assert any("kaboom" in entry for entry in server.errors)
 
 
+def test_a_request_cut_at_shutdown_is_not_an_app_error():
+    """uvicorn cancels what outlasts the graceful timeout and logs the CancelledError: that is the
+    server's doing, so it is not among what the app raised (a RuntimeError is)."""
+    app = make_app()
+
+    @app.get("/slow")
+    async def slow():
+        await asyncio.sleep(30)
+
+    server = lab.serve(app, name="t-cut", graceful_timeout=0.2)
+    assert server.client.get("/boom").status_code == 500
+    waiting = threading.Thread(target=lambda: httpx.get(server.url + "/slow", timeout=10), daemon=True)
+    waiting.start()
+    time.sleep(0.3)  # the slow request is in its handler
+    server.stop()
+    waiting.join(timeout=10)
+    assert any("graceful shutdown exceeded" in entry for entry in server.errors), server.errors
+    assert [type(error).__name__ for error in server.exceptions] == ["RuntimeError"]
+
+
 @pytest.mark.parametrize("not_an_app", [lambda: None, FastAPI, 42, "app", None])
 def test_a_non_app_gets_a_clear_message(not_an_app):
     with pytest.raises(lab.LabError, match="needs an ASGI app"):
