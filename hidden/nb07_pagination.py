@@ -67,13 +67,15 @@ def tampered_cursor_is_400(ctx: Context) -> None:
 
 
 @cursor_pages.check(points=1, hidden=True, hint="Catch every way decoding can fail (bad base64, bad signature, "
-                                                "wrong shape) and answer 400.")
+                                                "wrong shape) and answer 400; bound the length in the decoder "
+                                                "(CURSOR_MAX_LENGTH), not with Query(max_length=...), which answers 422.")
 def invalid_cursors_are_400(ctx: Context) -> None:
-    "garbage cursors of several kinds answer 400"
+    "garbage cursors of several kinds, an overlong one among them, answer 400"
     restock(ctx, [100, 200, 300])
     garbage = {"%%%": "%%%", "a word": "hello", "a dot": ".", "two dots": "a.b.c", "a long run of letters": "A" * 80,
                "base64 of a JSON object": base64.urlsafe_b64encode(json.dumps({"price": 1}).encode()).decode(),
-               "base64 of nothing": "====", "a number": "12345"}
+               "base64 of nothing": "====", "a number": "12345",
+               "600 characters long": "A" * 600, "4000 characters long": "A" * 2000 + "." + "B" * 1999}
     for what, cursor in garbage.items():
         status = get_page(ctx, 2, cursor).status_code
         expect(status == 400, f"a cursor that is {what} answered {status}, expected 400")
