@@ -41,7 +41,7 @@ CHROMIUM = os.environ.get("LAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
 NOTEBOOK_BUDGET = float(os.environ.get("LAB_BROWSER_NOTEBOOK_BUDGET", "60"))  # s per Run All
-TOTAL_BUDGET = float(os.environ.get("LAB_BROWSER_TOTAL_BUDGET", "120"))       # s for all of them
+TOTAL_BUDGET = float(os.environ.get("LAB_BROWSER_TOTAL_BUDGET", "120"))       # s for all of them, on an idle machine
 PARALLEL = int(os.environ.get("LAB_BROWSER_PARALLEL", "2"))                    # notebooks at a time
 ONLY = os.environ.get("LAB_BROWSER_NOTEBOOKS", "")                             # numbers, default all
 START_TIMEOUT = 120.0
@@ -546,13 +546,14 @@ def test_every_notebook_runs_all_in_jupyterlab(jupyter_lab):
         page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started", timeout=START_TIMEOUT * 1000)
         later = {START_HERE, table[0].notebook.filename if table else None}  # looked at once all have run
         waiting, active = list(names), []
-        began = time.monotonic()
+        began, loads = time.monotonic(), []
         while waiting or active:
             while waiting and len(active) < max(1, PARALLEL):
                 run = Run(page, waiting.pop(0))
                 run.start()
                 active.append(run)
             time.sleep(0.25)
+            loads.append(os.getloadavg()[0])
             for run in list(active):
                 if run.poll():
                     active.remove(run)
@@ -572,7 +573,11 @@ def test_every_notebook_runs_all_in_jupyterlab(jupyter_lab):
           + report)
     assert sorted(run.name for run in runs) == sorted(names)
     assert not any(run.problems for run in runs), report
-    assert total <= TOTAL_BUDGET, f"all notebooks took {total:.0f} s, more than {TOTAL_BUDGET:g} s:\n{report}"
+    # the budget is a learner's, on an idle machine: while other tests share the cores (CI runs four
+    # workers on two), it stretches by how many runnable tasks each core had on average
+    busy = max(1.0, sum(loads) / max(1, len(loads)) / (os.cpu_count() or 1))
+    assert total <= TOTAL_BUDGET * busy, (f"all notebooks took {total:.0f} s, more than {TOTAL_BUDGET:g} s "
+                                          f"(x {busy:.1f} for the machine's load):\n{report}")
     recorded = progress.load(jupyter_lab.record / progress.FILENAME).exercises
     assert set(recorded) == {e.id for e in course.load().exercises if e.notebook.filename in names}, \
         "every check cell run in JupyterLab is recorded"
