@@ -5,8 +5,8 @@ import asyncio
 
 from labsupport.checks import Context, expect
 from labsupport.suites.nb04_file_transfer import (
-    CHECK_SECONDS, _app, _complete, _created, _download, _inside, _new_files, _send_to_storage, _started,
-    _stored, _upload, direct_upload, payload, safe_upload,
+    CHECK_SECONDS, _app, _complete, _created, _download, _inside, _new_files, _send_to_storage, _send_wrong_size,
+    _started, _stored, _upload, direct_upload, payload, safe_upload,
 )
 
 
@@ -86,7 +86,7 @@ def complete_twice(ctx: Context) -> None:
 def upload_again_after_a_rejection(ctx: Context) -> None:
     "after a 422 for the wrong size, the right file sent with the same presigned POST completes with 200"
     started = _started(ctx, size=3000)
-    _send_to_storage(ctx, started, payload(4000, seed=52))
+    _send_wrong_size(ctx, started, payload(4000, seed=52))
     expect(_complete(ctx, started["id"]).status_code == 422, "completing a file of the wrong size did not answer 422")
     _send_to_storage(ctx, started, payload(3000, seed=53))
     response = _complete(ctx, started["id"])

@@ -379,13 +379,31 @@ def _storage(ctx: Context):
     return ctx._lab04_storage
 
 
-def _send_to_storage(ctx: Context, started: dict, data: bytes, content_type: str = "image/png") -> None:
+def _post_form(ctx: Context, started: dict, data: bytes, content_type: str) -> httpx.Response:
     """What a browser does with a presigned POST: a form with the fields, then the file."""
-    storage = _storage(ctx)
     fields = {str(k): str(v) for k, v in started["fields"].items()}
-    response = storage.post(started["url"], data=fields, files={"file": ("upload", data, content_type)})
+    return _storage(ctx).post(started["url"], data=fields, files={"file": ("upload", data, content_type)})
+
+
+def _send_to_storage(ctx: Context, started: dict, data: bytes, content_type: str = "image/png") -> None:
+    """The file, sent to storage with the app's presigned POST."""
+    response = _post_form(ctx, started, data, content_type)
     expect(response.status_code in (200, 201, 204), f"the lab's S3 answered the presigned POST with "
                                                     f"{response.status_code}, expected 204")
+
+
+def _send_wrong_size(ctx: Context, started: dict, data: bytes, content_type: str = "image/png") -> None:
+    """A file of another size than the declared one, in storage under the form's key. moto takes it
+    through the form (it ignores the policy). A storage that enforces the policy refuses it (400
+    EntityTooLarge or EntityTooSmall); then the check puts it there with the lab's own keys, as any
+    writer that bypasses the policy could. Either way the app's confirmation has to notice."""
+    response = _post_form(ctx, started, data, content_type)
+    if response.status_code in (200, 201, 204):
+        return
+    refused = response.status_code == 400 and re.search(rb"<Code>EntityToo(Large|Small)</Code>", response.content)
+    expect(refused, f"the lab's S3 answered the presigned POST with {response.status_code}, expected 204 (or "
+                    "400 EntityTooLarge, from a storage that enforces the policy's size)")
+    ctx.s3.client().put_object(Bucket=ctx.s3.bucket, Key=started["fields"]["key"], Body=data, ContentType=content_type)
 
 
 def _complete(ctx: Context, upload_id: str) -> httpx.Response:
@@ -511,7 +529,7 @@ def complete_waits_for_the_object(ctx: Context) -> None:
 def complete_rejects_a_different_size(ctx: Context) -> None:
     "a 5000-byte file uploaded for a declared 3000 bytes: complete answers 422 and the object is deleted"
     started = _started(ctx, size=3000)
-    _send_to_storage(ctx, started, payload(5000, seed=22))
+    _send_wrong_size(ctx, started, payload(5000, seed=22))
     response = _complete(ctx, started["id"])
     expect(response.status_code == 422, f"completing a 5000-byte upload declared as 3000 bytes answered "
                                         f"{response.status_code}, expected 422")
