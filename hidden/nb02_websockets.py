@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import websockets.asyncio.client
 from websockets.exceptions import ConnectionClosed
 
 from labsupport.checks import CheckFailed, Context, expect
 from labsupport.suites.nb02_websockets import (
-    TOKENS, WAIT, RawClient, _connect, _expect_message, _join, _kind, _members, _next, _say, _session, chat,
-    heartbeat,
+    TOKENS, WAIT, RawClient, _connect, _decode, _expect_message, _join, _kind, _members, _next, _say, _session,
+    chat, heartbeat,
 )
 
 # -- the heartbeat ----------------------------------------------------------------------------------
@@ -142,3 +143,45 @@ async def fifty_clients_in_five_rooms(ctx: Context) -> None:
         expect(all(r == room for r, _ in got), f"a client in {room} got messages of another room")
         expect(sorted(got) == expected, f"a client in {room} got {len(got)} messages, expected each of the "
                                         f"{len(expected)} sent in its room once")
+
+
+SLOW_TEXT = 1000             # characters in each message (the longest a message may be)
+SLOW_VOLUME = 2**20          # what ada sends while dee does not read; about 0.2 MiB fills dee's buffers on Linux
+                             # (his receive window and segments are small: RawClient(small_window=True))
+SLOW_BATCH = 20              # messages ada sends before bob reads them
+SLOW_LIMIT = 20.0            # seconds for all of them: a broadcast that waits SEND_TIMEOUT for dee each time needs
+                             # hundreds
+
+
+@chat.check(points=2, hidden=True, timeout=SLOW_LIMIT + 2 * WAIT)
+def a_slow_member_does_not_stall_the_room(ctx: Context) -> None:
+    "a member who stops reading does not stall the room: the others keep getting every message, in time"
+    room, count = "slow-lane", SLOW_VOLUME // SLOW_TEXT
+    dee = RawClient(ctx, "/ws/chat", ["bearer", TOKENS["dee"]], small_window=True)
+    try:
+        dee.send_text(json.dumps({"type": "join", "room": room}))
+        try:
+            joined = _decode(dee.recv_text())
+        except TimeoutError:
+            raise CheckFailed(f"dee joined {room!r}: nothing arrived within {WAIT:g} s") from None
+        expect(_kind(joined) == "joined", f"dee joined {room!r} and got {_kind(joined)!r}, expected 'joined'")
+        with _connect(ctx, "ada", max_queue=None) as ada, _connect(ctx, "bob", max_queue=None) as bob:
+            _join(ada, room, "ada")
+            _join(bob, room, "bob")
+            start = time.monotonic()  # from now on, dee reads nothing
+            for first in range(0, count, SLOW_BATCH):
+                batch = range(first, min(count, first + SLOW_BATCH))
+                for n in batch:
+                    _say(ada, room, f"{n:06d}".ljust(SLOW_TEXT, "."))
+                for n in batch:
+                    got = _next(bob, f"while dee did not read, bob had {n} of ada's {count} messages and waited for "
+                                     "the next (a broadcast must not wait for a member who does not read)")
+                    expect(_kind(got) == "message" and got.get("text") == f"{n:06d}".ljust(SLOW_TEXT, "."),
+                           f"while dee did not read, bob waited for ada's message {n + 1} of {count} and got "
+                           + ("another one" if _kind(got) == "message" else f"a {_kind(got)!r} frame"))
+                spent = time.monotonic() - start
+                expect(spent < SLOW_LIMIT, f"while dee did not read, bob got only {batch[-1] + 1} of ada's {count} "
+                                           f"messages in {spent:.0f} s: does every broadcast wait for dee? Drop a "
+                                           "member whose send timed out")
+    finally:
+        dee.vanish()

@@ -460,13 +460,23 @@ def one_user_two_connections(ctx: Context) -> None:
 # -- a raw client, for connections that end without a close frame -------------------------------
 
 
+SMALL_RCVBUF, SMALL_SEGMENT = 8192, 536  # bytes
+
+
 class RawClient:
     """A WebSocket client on a plain socket: it can vanish without a close frame (a reset), as a
-    phone that loses its network does."""
+    phone that loses its network does, or stop reading, as a frozen tab does (with `small_window`,
+    its receive buffer and segments are small, so that takes little data)."""
 
-    def __init__(self, ctx: Context, path: str, subprotocols: list[str]):
+    def __init__(self, ctx: Context, path: str, subprotocols: list[str], small_window: bool = False):
         host, port = ctx.url.split("//", 1)[1].rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=WAIT)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if small_window:  # a client that stops reading then fills the app's buffers for it with little data
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RCVBUF)
+            if hasattr(socket, "TCP_MAXSEG"):  # small segments keep the app's kernel send buffer small too
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, SMALL_SEGMENT)
+        self.sock.settimeout(WAIT)
+        self.sock.connect((host, int(port)))
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
                            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
