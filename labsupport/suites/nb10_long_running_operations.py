@@ -144,7 +144,7 @@ def completes_with_the_result(ctx: Context) -> None:
 
 @reports.check(points=2, hint=["A failed job is 'complete' to arq with result_info().success False: answer "
                               "'failed' with an error message of your own, never str() of the exception.",
-                               "When result_info().success is False, info.result holds the exception: don't put str(info.result) in the answer; return status 'failed' with a fixed message such as 'the report could not be generated'."])
+                               "When result_info().success is False, info.result holds the exception: don't put str(info.result) in the answer; return status 'failed' with a fixed message such as 'the report could not be generated', and the progress the job last recorded."])
 def failure_gives_a_safe_error(ctx: Context) -> None:
     "a report whose data source fails ends 'failed', with an error that tells no secrets"
     final, _ = follow(ctx, start(ctx, "atlantis", 5))
@@ -152,6 +152,10 @@ def failure_gives_a_safe_error(ctx: Context) -> None:
                                         f"{final['status']!r}, expected 'failed'")
     error = final.get("error")
     expect(isinstance(error, str) and error.strip(), "a failed job's status should hold an error message")
+    progress = final.get("progress")
+    expect(isinstance(progress, int) and not isinstance(progress, bool) and 0 <= progress <= 100,
+           "a failed job's status should hold its progress too, like every status (a whole number from 0 to "
+           "100: how far the job got)")
     text = str(final)
     leaked = [secret for secret in SECRETS if secret.lower() in text.lower()]
     expect(not leaked, "the failed job's status repeats the exception's text (a database address, user or "
