@@ -76,15 +76,20 @@ def every_key_expires(ctx: Context) -> None:
                                                        "than 1.")
 def retry_after_rounds_up(ctx: Context) -> None:
     "a 429 from GET /search says Retry-After: 1 (under a second left, rounded up, never 0)"
-    answers = simultaneous_answers(ctx, [ctx.url], "/search", "round-ada", 2 * SEARCH_LIMIT)
-    refusals = [headers.get("retry-after", "none") for status, headers in answers if status == REFUSED]
+    refusals: list[str] = []
+    for _ in range(3):  # a busy machine may spread a burst over more than the window: burst again
+        answers = simultaneous_answers(ctx, [ctx.url], "/search", "round-ada", 2 * SEARCH_LIMIT)
+        refusals = [headers.get("retry-after", "none") for status, headers in answers if status == REFUSED]
+        if refusals:
+            break
     for _ in range(2 * SEARCH_LIMIT):  # none refused at once (not atomic?): one after the other, then
         if refusals:
             break
         response = get(ctx, "/search", "round-ada")
         if response.status_code == REFUSED:
             refusals.append(response.headers.get("retry-after", "none"))
-    expect(refusals, f"{4 * SEARCH_LIMIT} GET /search from a new user within moments were never answered 429")
+    expect(refusals, "GET /search from a new user, in bursts of 10 and then one after the other, was never "
+                     "answered 429")
     values = sorted(set(refusals))
     expect(values == ["1"], f"with less than a second left in the window, the 429s said Retry-After: "
                             f"{', '.join(values)}, expected 1")

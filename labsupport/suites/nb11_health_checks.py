@@ -296,7 +296,7 @@ def _drain_once(ctx: Context) -> dict:
         ready = ctx.client.get("/health/ready", timeout=WAIT).status_code
         if ready == 503:
             break
-        time.sleep(0.01)
+        time.sleep(0.05)  # gently: back-to-back probes would keep a request in flight all the time
     during = {"ready": ready, "live": ctx.client.get("/health/live", timeout=WAIT).status_code}
     newcomer.start()
     result = {"before": before.finish(), "stream": stream.finish(), "hook": hook.finish(),
