@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 import os
 import socket
 import threading
@@ -162,16 +163,22 @@ def test_a_request_cut_at_shutdown_is_not_an_app_error():
     """uvicorn cancels what outlasts the graceful timeout and logs the CancelledError: that is the
     server's doing, so it is not among what the app raised (a RuntimeError is)."""
     app = make_app()
+    in_handler = threading.Event()
 
     @app.get("/slow")
     async def slow():
+        in_handler.set()
         await asyncio.sleep(30)
+
+    def call_slow():
+        with contextlib.suppress(httpx.HTTPError):  # the server cuts it: no answer is expected
+            httpx.get(server.url + "/slow", timeout=10)
 
     server = lab.serve(app, name="t-cut", graceful_timeout=0.2)
     assert server.client.get("/boom").status_code == 500
-    waiting = threading.Thread(target=lambda: httpx.get(server.url + "/slow", timeout=10), daemon=True)
+    waiting = threading.Thread(target=call_slow, daemon=True)
     waiting.start()
-    time.sleep(0.3)  # the slow request is in its handler
+    assert in_handler.wait(10), "the slow request never reached its handler"
     server.stop()
     waiting.join(timeout=10)
     assert any("graceful shutdown exceeded" in entry for entry in server.errors), server.errors

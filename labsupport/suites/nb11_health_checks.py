@@ -35,6 +35,20 @@ def _fresh(ctx: Context, path: str = "/health/ready") -> tuple[httpx.Response, f
     return _get(ctx, path)
 
 
+def _fresh_while_one_hangs(ctx: Context, healthy: str) -> tuple[httpx.Response, float]:
+    """A fresh probe while a fault holds one dependency. A healthy check that came back 'timeout'
+    (a busy machine can slow it past CHECK_TIMEOUT) is asked again, twice at most: an app that blames
+    the healthy dependency for the hanging one does so every time."""
+    for attempt in range(3):
+        response, took = _fresh(ctx)
+        try:
+            healthy_timed_out = response.json()["checks"][healthy] == "timeout"
+        except (ValueError, KeyError, TypeError):
+            healthy_timed_out = False
+        if not healthy_timed_out or attempt == 2:
+            return response, took
+
+
 def _shown(value: object) -> str:
     """A check's value for a message: the status words as they are, anything else unquoted (it may
     hold an address or a port, which would make the message differ from run to run)."""
@@ -105,7 +119,7 @@ def names_the_failing_check(ctx: Context) -> None:
 def answers_in_time_when_redis_hangs(ctx: Context) -> None:
     "Redis hangs: the probe still answers 503 within 1 s"
     with ctx.faults.redis.hang():
-        response, took = _fresh(ctx)
+        response, took = _fresh_while_one_hangs(ctx, "database")
     expect(took < PROBE_TIMEOUT, f"with Redis hanging, the probe took {took:.1f} s, longer than the "
                                  f"orchestrator's {PROBE_TIMEOUT:g} s")
     _not_ready_because(ctx, response, "redis", "database", "Redis hanging")
@@ -118,7 +132,7 @@ def answers_in_time_when_redis_hangs(ctx: Context) -> None:
 def answers_in_time_when_the_database_hangs(ctx: Context) -> None:
     "the database hangs: the probe still answers 503 within 1 s"
     with ctx.faults.database.hang():
-        response, took = _fresh(ctx)
+        response, took = _fresh_while_one_hangs(ctx, "redis")
     expect(took < PROBE_TIMEOUT, f"with the database hanging, the probe took {took:.1f} s, longer than "
                                  f"the orchestrator's {PROBE_TIMEOUT:g} s")
     _not_ready_because(ctx, response, "database", "redis", "the database hanging")
