@@ -267,7 +267,8 @@ STATE_JS = """(path) => {
   if (!panel || !panel.sessionContext || !panel.context.isReady) return null;
   const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
   const cells = panel.content.widgets.filter(c => c.model.type === "code").map(c => ({
-    id: c.model.id, count: c.model.executionCount, state: c.model.executionState}));
+    id: c.model.id, count: c.model.executionCount, state: c.model.executionState,
+    error: c.model.outputs.toJSON().some(o => o.output_type === "error")}));
   return {kernel: kernel ? kernel.status : "none", connection: kernel ? kernel.connectionStatus : "none", cells};
 }"""
 
@@ -284,6 +285,12 @@ OPEN_JS = """async (path) => {
   await panel.context.ready;
   await panel.sessionContext.ready;
   app.shell.activateById(panel.id);
+  // the stored counts and outputs go: a cell that shows a count afterwards ran in this run
+  for (const cell of panel.content.widgets.filter(c => c.model.type === "code")) {
+    cell.model.executionCount = null;
+    cell.model.outputs.clear();
+  }
+  panel.context.model.dirty = false;
   return panel.id;
 }"""
 
@@ -333,6 +340,7 @@ class Run:
         self.started = self.finished = None
         self.problems: list[str] = []
         self.outputs: list[dict] = []
+        self.settled = 0  # polls in a row that found the run over
 
     def start(self) -> None:
         self.page.evaluate(OPEN_JS, self.name)
@@ -352,13 +360,21 @@ class Run:
             self.problems.append("the notebook's panel went away")
         elif state["kernel"] == "dead" or state["connection"] == "disconnected" and elapsed > 5:
             self.problems.append(f"the kernel died (status {state['kernel']}, connection {state['connection']})")
-        elif elapsed > 1.0 and state["kernel"] == "idle" and all(c["state"] != "running" for c in state["cells"]):
+        elif self._over(state, elapsed):
+            # over: every cell ran, or one failed (Run All stops there), or the budget is spent;
+            # seen twice in a row, since between two cells the kernel is idle for a moment
+            self.settled += 1
+            if self.settled < 2:
+                return False
             not_run = [c["id"] for c in state["cells"] if c["count"] is None]
-            if not_run:
+            if elapsed > NOTEBOOK_BUDGET and not_run:
+                self.problems.append(f"still running after its budget of {NOTEBOOK_BUDGET:g} s")
+            elif not_run and not any(c["error"] for c in state["cells"]):
                 self.problems.append(f"cells that did not run: {', '.join(not_run)}")
         elif elapsed > NOTEBOOK_BUDGET:
             self.problems.append(f"still running after its budget of {NOTEBOOK_BUDGET:g} s")
         else:
+            self.settled = 0
             return False
         self.finished = time.monotonic()
         self.outputs = self.page.evaluate(OUTPUTS_JS, self.name) if state is not None else []
@@ -367,6 +383,13 @@ class Run:
                 if output.get("output_type") == "error":
                     self.problems.append(f"cell {cell['id']}: {output.get('ename')}: {output.get('evalue', '')[:200]}")
         return True
+
+    @staticmethod
+    def _over(state: dict, elapsed: float) -> bool:
+        cells = state["cells"]
+        quiet = state["kernel"] == "idle" and all(c["state"] != "running" for c in cells)
+        done = all(c["count"] is not None for c in cells) or any(c["error"] for c in cells)
+        return quiet and (done or elapsed > NOTEBOOK_BUDGET)
 
     @property
     def seconds(self) -> float:
