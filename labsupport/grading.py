@@ -319,8 +319,11 @@ class _SandboxedInstance(runner.Instance):
         self.app = app
         self.url = app.url
 
-    def alive(self) -> bool:
+    def alive(self, wait: float = 0.0) -> bool:
         self.app.app_errors()  # reads what is waiting on the status pipe, and notices its end
+        deadline = time.monotonic() + wait
+        while not self.app.ended and not self.app.closed and time.monotonic() < deadline:
+            self.app._messages(deadline - time.monotonic())
         return not self.app.ended
 
     def stop(self) -> None:

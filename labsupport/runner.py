@@ -25,6 +25,7 @@ from .serving import Server, listening_socket
 from .services import ServiceSet, run_settings
 
 START_TIMEOUT = 10.0  # seconds an app may take to start (imports, lifespan)
+LATE_END = 0.1  # seconds to wait, after a failed check, for news that the app's process ended
 
 
 class Instance:
@@ -32,7 +33,7 @@ class Instance:
 
     url: str
 
-    def alive(self) -> bool: return True
+    def alive(self, wait: float = 0.0) -> bool: return True  # wait: for news of an end that may lag
     def stop(self) -> None: ...
     def kill(self) -> None: self.stop()
     def app_errors(self, brief: bool) -> list[str]: ...
@@ -70,7 +71,7 @@ class _ThreadInstance(Instance):
         self.server = server
         self.url = server.url
 
-    def alive(self) -> bool:
+    def alive(self, wait: float = 0.0) -> bool:
         return self.server.running
 
     def stop(self) -> None:
@@ -159,8 +160,8 @@ class AppControl:
         self.restarts += 1
         self.start()
 
-    def alive(self) -> bool:
-        return self.instance is not None and self.instance.alive()
+    def alive(self, wait: float = 0.0) -> bool:
+        return self.instance is not None and self.instance.alive(wait)
 
     def stop_instance(self, kill: bool = False) -> None:
         """Stop the running instance (gracefully, as a deploy does; at once with `kill`)."""
@@ -263,7 +264,9 @@ def run(exercise: course.Exercise | str, source: str | None, host, options: Opti
                 services.reset()
             ctx = Context(control, services, cache)
             try:
-                if not control.alive():  # an earlier check timed out, or the app's process died
+                # an earlier check timed out, or the app's process died (after a failed check, a moment
+                # for the news of its end to arrive: a busy machine delays it)
+                if not control.alive(wait=LATE_END if rows and rows[-1].status == FAILED else 0.0):
                     if control.instance is not None:
                         notes.append("the app stopped answering or ended during the checks; it was started "
                                      "again for the next check")
