@@ -368,11 +368,11 @@ class Run:
                 return False
             not_run = [c["id"] for c in state["cells"] if c["count"] is None]
             if elapsed > NOTEBOOK_BUDGET and not_run:
-                self.problems.append(f"still running after its budget of {NOTEBOOK_BUDGET:g} s")
+                self.problems.append(f"still running after its budget of {NOTEBOOK_BUDGET:g} s ({self._where(state)})")
             elif not_run and not any(c["error"] for c in state["cells"]):
                 self.problems.append(f"cells that did not run: {', '.join(not_run)}")
         elif elapsed > NOTEBOOK_BUDGET:
-            self.problems.append(f"still running after its budget of {NOTEBOOK_BUDGET:g} s")
+            self.problems.append(f"still running after its budget of {NOTEBOOK_BUDGET:g} s ({self._where(state)})")
         else:
             self.settled = 0
             return False
@@ -383,6 +383,15 @@ class Run:
                 if output.get("output_type") == "error":
                     self.problems.append(f"cell {cell['id']}: {output.get('ename')}: {output.get('evalue', '')[:200]}")
         return True
+
+    @staticmethod
+    def _where(state: dict) -> str:
+        """Where a run that is out of time stands: the kernel, the cells running, the last cell that ran."""
+        cells = state["cells"]
+        ran = [c["id"] for c in cells if c["count"] is not None]
+        running = [c["id"] for c in cells if c["state"] == "running"]
+        return (f"kernel {state['kernel']}, {len(ran)} of {len(cells)} code cells ran, last {ran[-1] if ran else 'none'}"
+                f", running: {', '.join(running) or 'none'}")
 
     @staticmethod
     def _over(state: dict, elapsed: float) -> bool:
