@@ -141,7 +141,12 @@ def test_the_notebook_runs_from_the_top_on_a_real_s3(on_real_s3):
     check = next(cell for cell in nb.cells if cell.get("id") == "04-direct-upload-check")
     results = next(o["data"]["application/vnd.labsupport.results+json"] for o in check.outputs if "data" in o)
     assert [c["name"] for c in results["checks"] if c["earned"] != c["points"]] == []
-    assert sum(c["points"] for c in results["checks"]) == suites.get(EXERCISE.id).points
+    # lab.check in the notebook runs the visible checks only. Suite.points counts the hidden ones too once
+    # hidden/nb04_file_transfer.py is loaded in this process (by the verdict tests below, or by another
+    # test file on the same xdist worker), so the expectation is the visible checks, by name
+    visible = [c for c in suites.get(EXERCISE.id).checks if not c.hidden]
+    assert [c["name"] for c in results["checks"]] == [c.name for c in visible]
+    assert sum(c["points"] for c in results["checks"]) == sum(c.points for c in visible)
 
 
 @pytest.mark.parametrize("name", ["reference"] + [f"{f.kind}/{f.name}" for f in fixtures.of(EXERCISE)])
