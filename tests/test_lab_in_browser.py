@@ -45,6 +45,7 @@ TOTAL_BUDGET = float(os.environ.get("LAB_BROWSER_TOTAL_BUDGET", "120"))       # 
 PARALLEL = int(os.environ.get("LAB_BROWSER_PARALLEL", "2"))                    # notebooks at a time
 ONLY = os.environ.get("LAB_BROWSER_NOTEBOOKS", "")                             # numbers, default all
 START_TIMEOUT = 120.0
+RUN_BEGINS = 30.0  # s from the dialog's accept until the kernel restarts or a cell runs
 START_HERE = "00_start_here.ipynb"
 TABLE_EXERCISES = ("06-header-versions", "06-url-versions", "01-welcome-email")  # first usable is shown
 
@@ -312,6 +313,17 @@ ACTIVATE_JS = """(path) => {
   app.shell.activateById(Array.from(app.shell.widgets("main")).find(w => w.context && w.context.path === path).id);
 }"""
 
+CURRENT_JS = """(path) => {
+  const current = window.jupyterapp.shell.currentWidget;
+  return !!current && !!current.context && current.context.path === path
+    && current.node.contains(document.activeElement);
+}"""
+
+BEGUN_JS = """(path) => {
+  const s = (""" + STATE_JS + """)(path);
+  return !!s && (s.kernel !== "idle" || s.cells.some(c => c.count !== null || c.state === "running"));
+}"""
+
 SCROLL_JS = """async ([path, id]) => {
   const panel = Array.from(window.jupyterapp.shell.widgets("main")).find(w => w.context && w.context.path === path);
   const index = panel.content.widgets.findIndex(c => c.model.id === id);
@@ -342,19 +354,36 @@ class Run:
         self.outputs: list[dict] = []
         self.settled = 0  # polls in a row that found the run over
         self.loads: list[float] = []  # the machine's load average at each poll
+        self.notes: list[str] = []  # what happened on the way that is not a problem of the notebook
 
     def start(self) -> None:
+        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
         self.page.evaluate(OPEN_JS, self.name)
         self.page.wait_for_function(
             "(path) => { const s = (" + STATE_JS + ")(path); return s && s.kernel === 'idle'; }",
             arg=self.name, timeout=START_TIMEOUT * 1000)
-        self.page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Kernel$")).click()
-        self.page.locator(".lm-Menu-itemLabel", has_text="Restart Kernel and Run All Cells").click()
-        self.page.locator(".jp-Dialog .jp-mod-accept").click()
-        self.started = time.monotonic()
+        for attempt in range(2):
+            # the Kernel menu acts on the current notebook: this one, once JupyterLab has made it current
+            self.page.evaluate(ACTIVATE_JS, self.name)
+            self.page.wait_for_function(CURRENT_JS, arg=self.name, timeout=START_TIMEOUT * 1000)
+            self.page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Kernel$")).click()
+            self.page.locator(".lm-Menu-itemLabel", has_text="Restart Kernel and Run All Cells").click()
+            self.page.locator(".jp-Dialog .jp-mod-accept").click()
+            self.started = time.monotonic()
+            try:  # begun: the kernel restarts, or a cell runs
+                self.page.wait_for_function(BEGUN_JS, arg=self.name, timeout=RUN_BEGINS * 1000)
+                return
+            except PlaywrightTimeoutError:
+                self.notes.append(f"Restart Kernel and Run All began nothing within {RUN_BEGINS:g} s "
+                                  f"(try {attempt + 1})")
+        self.problems.append(self.notes[-1])
 
     def poll(self) -> bool:
         """Whether the run is over (finished, failed or out of time)."""
+        if self.problems:  # it never began
+            self.finished = time.monotonic()
+            return True
         state = self.page.evaluate(STATE_JS, self.name)
         elapsed = time.monotonic() - self.started
         self.loads.append(os.getloadavg()[0])
@@ -607,7 +636,7 @@ def test_every_notebook_runs_all_in_jupyterlab(jupyter_lab):
         if START_HERE in ran and not ran[START_HERE].problems:
             _check_proxied_views(page, context, START_HERE)
         browser.close()
-    report = "\n".join(f"{run.name}: {run.seconds:.1f} s" + "".join(f"\n    {p}" for p in run.problems)
+    report = "\n".join(f"{run.name}: {run.seconds:.1f} s" + "".join(f"\n    {p}" for p in run.notes + run.problems)
                        for run in runs)
     print(f"\nRun All in JupyterLab, {PARALLEL} at a time, {total:.0f} s in all (load {os.getloadavg()[0]:.1f}):\n"
           + report)
