@@ -91,5 +91,8 @@ def retry_after_rounds_up(ctx: Context) -> None:
     expect(refusals, "GET /search from a new user, in bursts of 10 and then one after the other, was never "
                      "answered 429")
     values = sorted(set(refusals))
-    expect(values == ["1"], f"with less than a second left in the window, the 429s said Retry-After: "
-                            f"{', '.join(values)}, expected 1")
+    said = f"with less than a second left in the window, the 429s said Retry-After: {', '.join(values)}"
+    expect(all(value.isdigit() and int(value) >= 1 for value in values), f"{said}, expected 1 (never 0)")
+    # 1 is the answer. A limiter that reads the app's clock may see a 2 in a burst: a request that read
+    # the clock first can reach Redis after others, and then the oldest entry is younger than its clock.
+    expect("1" in values and all(int(value) <= 2 for value in values), f"{said}, expected 1")
