@@ -8,7 +8,7 @@ import httpx
 
 from labsupport.checks import Context, expect
 from labsupport.suites.nb10_long_running_operations import (
-    FINAL, expect_report, expected_total, follow, reports, result_of, start, status,
+    FINAL, TIMED_OUT, expect_report, expected_total, follow, reports, result_of, start, status,
 )
 
 
@@ -46,40 +46,53 @@ def status_visible_from_another_instance(ctx: Context) -> None:
     expect_report(result_of(ctx, final, client=other), "east", 3)
 
 
+async def _thirty_reports(client: httpx.AsyncClient, letter: str) -> list[tuple[str, dict]]:
+    """30 one-page reports started at once, followed to their end: (region, final status) of each."""
+    regions = [letter + chr(ord("a") + i // 26) + chr(ord("a") + i % 26) for i in range(30)]
+    answers = await asyncio.gather(*(client.post("/reports", json={"region": r, "pages": 1}) for r in regions))
+    codes = sorted({a.status_code for a in answers})
+    expect(codes == [202], f"30 reports started at once were answered {codes}, expected only 202")
+    urls = [a.json().get("status_url") for a in answers]
+    expect(all(isinstance(u, str) and u.startswith("/") for u in urls) and len(set(urls)) == 30,
+           "30 reports started at once should get 30 different status URLs")
+    deadline = time.monotonic() + 12
+    pending = dict(zip(urls, regions))
+    finals = {}
+    polls = asyncio.Semaphore(5)  # polling gently: 30 clients polling at once would slow the jobs themselves
+
+    async def poll(url: str) -> httpx.Response:
+        async with polls:
+            return await client.get(url)
+
+    while pending:
+        bodies = await asyncio.gather(*(poll(u) for u in pending))
+        for (url, region), answer in zip(list(pending.items()), bodies):
+            expect(answer.status_code == 200, f"a status URL answered {answer.status_code}, expected 200")
+            body = answer.json()
+            if body.get("status") in FINAL:
+                finals[url] = body
+                del pending[url]
+        expect(time.monotonic() < deadline, f"{len(pending)} of 30 reports were not finished after 12 s")
+        await asyncio.sleep(0.25)
+    return [(region, finals[url]) for url, region in zip(urls, regions)]
+
+
+def _timed_out(body: dict) -> bool:
+    return body.get("status") == "failed" and bool(TIMED_OUT.search(str(body.get("error", ""))))
+
+
 @reports.check(points=1, hidden=True, hint="Each job has its own id, progress key and result; the worker "
-                                           "runs up to max_jobs of them at once.", timeout=20)
+                                           "runs up to max_jobs of them at once.", timeout=40)
 async def many_concurrent_jobs(ctx: Context) -> None:
     "30 reports started at once: 30 job ids, each completed with its own report"
-    regions = ["r" + chr(ord("a") + i // 26) + chr(ord("a") + i % 26) for i in range(30)]
     limits = httpx.Limits(max_keepalive_connections=0)
     async with ctx.async_client(timeout=15, limits=limits) as client:
-        answers = await asyncio.gather(*(client.post("/reports", json={"region": r, "pages": 1}) for r in regions))
-        codes = sorted({a.status_code for a in answers})
-        expect(codes == [202], f"30 reports started at once were answered {codes}, expected only 202")
-        urls = [a.json().get("status_url") for a in answers]
-        expect(all(isinstance(u, str) and u.startswith("/") for u in urls) and len(set(urls)) == 30,
-               "30 reports started at once should get 30 different status URLs")
-        deadline = time.monotonic() + 12
-        pending = dict(zip(urls, regions))
-        finals = {}
-        polls = asyncio.Semaphore(5)  # polling gently: 30 clients polling at once would slow the jobs themselves
-
-        async def poll(url: str) -> httpx.Response:
-            async with polls:
-                return await client.get(url)
-
-        while pending:
-            bodies = await asyncio.gather(*(poll(u) for u in pending))
-            for (url, region), answer in zip(list(pending.items()), bodies):
-                expect(answer.status_code == 200, f"a status URL answered {answer.status_code}, expected 200")
-                body = answer.json()
-                if body.get("status") in FINAL:
-                    finals[url] = body
-                    del pending[url]
-            expect(time.monotonic() < deadline, f"{len(pending)} of 30 reports were not finished after 12 s")
-            await asyncio.sleep(0.25)
-        for url, region in zip(urls, regions):
-            body = finals[url]
+        # a one-page report takes 1/60 of JOB_TIMEOUT; one that timed out was held back by a busy
+        # machine, not by the app: then all 30 start again, once (an app that mixes jobs up does it again)
+        outcomes = await _thirty_reports(client, "r")
+        if any(_timed_out(body) for _, body in outcomes):
+            outcomes = await _thirty_reports(client, "s")
+        for region, body in outcomes:
             expect(body["status"] == "completed", f"one of 30 reports ended {body['status']!r}")
             response = await client.get(body.get("result_url", ""))
             expect(response.status_code == 200, f"a result_url answered {response.status_code}, expected 200")

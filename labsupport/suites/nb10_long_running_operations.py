@@ -16,6 +16,7 @@ reports = Suite("10-report-jobs")
 
 STATUSES = {"pending", "running", "completed", "failed"}
 FINAL = {"completed", "failed"}
+TIMED_OUT = re.compile(r"tim(e|ed|ing)|too long|deadline", re.I)  # what a timed-out job's error says
 JOB_TIMEOUT = 3.0     # lab.seconds(300), the exercise's JOB_TIMEOUT (a page takes lab.seconds(5))
 SHORT = 3.0           # seconds a check follows a job of a few pages (a few lab seconds each) to its end;
                       # only a job that never ends makes a check wait this long
@@ -172,7 +173,7 @@ def times_out_and_fails(ctx: Context) -> None:
     expect(final["status"] == "failed", f"a report that needs 50 s, with a timeout of 3 s, ended "
                                         f"{final['status']!r}, expected 'failed'")
     error = final.get("error")
-    expect(isinstance(error, str) and re.search(r"tim(e|ed|ing)|too long|deadline", error, re.I),
+    expect(isinstance(error, str) and TIMED_OUT.search(error),
            "the error of a timed-out job should say that it timed out (it mentions no time)")
     expect(not any(secret.lower() in str(final).lower() for secret in SECRETS),
            "the timed-out job's status repeats internal details")
