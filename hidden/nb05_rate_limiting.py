@@ -50,8 +50,9 @@ def window_slides(ctx: Context) -> None:
 def exact_across_four_instances(ctx: Context) -> None:
     "60 GET /reports from one user arriving at the same moment, spread over four instances: exactly 3 admitted"
     urls = [ctx.url, *ctx.app.more_instances(3)]
-    seen = simultaneous(ctx, urls, "/reports", "fleet-ada", 60)
-    expect_exactly_the_limit(seen, "of 60 GET /reports arriving at the same moment over four instances")
+    for user in ("fleet-ada", "fleet-bob", "fleet-cy"):  # three bursts: a race that one burst misses shows in another
+        seen = simultaneous(ctx, urls, "/reports", user, 60)
+        expect_exactly_the_limit(seen, "of 60 GET /reports arriving at the same moment over four instances")
 
 
 @limiter.check(points=1, hidden=True, hint="Set a TTL on every key you write (PEXPIRE to the window), in the same "

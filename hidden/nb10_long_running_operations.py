@@ -87,7 +87,7 @@ async def many_concurrent_jobs(ctx: Context) -> None:
     "30 reports started at once: 30 job ids, each completed with its own report"
     limits = httpx.Limits(max_keepalive_connections=0)
     async with ctx.async_client(timeout=15, limits=limits) as client:
-        # a one-page report takes 1/60 of JOB_TIMEOUT; one that timed out was held back by a busy
+        # a one-page report takes 1/120 of JOB_TIMEOUT; one that timed out was held back by a busy
         # machine, not by the app: then all 30 start again, once (an app that mixes jobs up does it again)
         outcomes = await _thirty_reports(client, "r")
         if any(_timed_out(body) for _, body in outcomes):

@@ -309,7 +309,8 @@ class RedisService:
         """A synchronous redis-py client on this Redis (close it, or use it with `with`)."""
         import redis
 
-        return redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=5)
+        # socket_timeout: a busy machine can hold the embedded server back for seconds
+        return redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=30)
 
 
 class DatabaseService:
